@@ -1,0 +1,424 @@
+//! Association acceptance and PDU transport, on dicom-ul's PDU codec.
+//!
+//! We negotiate here rather than through `dicom_ul::ServerAssociationOptions` because a
+//! PACS needs what that API does not offer: the peer's address in the AE check (AE titles
+//! bound to hosts), an asynchronous look-up of registered AEs, abstract syntaxes decided
+//! by the standard dictionary rather than a fixed list, and strict PDU size limits while
+//! streaming (dicom-ul's P-DATA reader parses with `strict = false`, which would let a
+//! peer announce a multi-gigabyte PDU and have it buffered).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use dicom_ul::pdu::{
+    AbortRQServiceProviderReason, AbortRQSource, AssociationAC, AssociationRJ, AssociationRJResult,
+    AssociationRJServiceProviderPresentationReason, AssociationRJServiceUserReason,
+    AssociationRJSource, AssociationRQ, Pdu, PresentationContextResult,
+    PresentationContextResultReason, UserVariableItem,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::sop_classes;
+
+const APPLICATION_CONTEXT: &str = "1.2.840.10008.3.1.1.1";
+
+/// Why an association ended or could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("peer idle for more than {0:?}")]
+    IdleTimeout(Duration),
+    #[error("peer closed the connection")]
+    Closed,
+    #[error("PDU error: {0}")]
+    Pdu(String),
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// PDU reader/writer over any byte stream (plain TCP now, TLS later), enforcing our maximum
+/// PDU length strictly and an idle timeout on every read.
+pub struct PduStream<S> {
+    stream: S,
+    read_buffer: BytesMut,
+    /// Largest PDU we accept (what we announced).
+    max_pdu: u32,
+    /// Largest PDU the peer accepts (what it announced; 0 means unlimited).
+    peer_max_pdu: u32,
+    idle: Duration,
+    write_buffer: Vec<u8>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> PduStream<S> {
+    pub fn new(stream: S, max_pdu: u32, idle: Duration) -> Self {
+        PduStream {
+            stream,
+            read_buffer: BytesMut::with_capacity(64 * 1024),
+            max_pdu,
+            peer_max_pdu: dicom_ul::pdu::DEFAULT_MAX_PDU,
+            idle,
+            write_buffer: Vec::with_capacity(4096),
+        }
+    }
+
+    pub fn peer_max_pdu(&self) -> u32 {
+        self.peer_max_pdu
+    }
+
+    /// Reads the next PDU. A PDU longer than our maximum is an error (the caller aborts).
+    pub async fn read(&mut self) -> Result<Pdu, LinkError> {
+        loop {
+            let mut cursor = std::io::Cursor::new(&self.read_buffer[..]);
+            match dicom_ul::pdu::read_pdu(&mut cursor, self.max_pdu, true) {
+                Ok(Some(pdu)) => {
+                    let used = cursor.position() as usize;
+                    let _ = self.read_buffer.split_to(used);
+                    return Ok(pdu);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(LinkError::Pdu(e.to_string())),
+            }
+            // Cap how much we pull at once; a PDU never exceeds max_pdu + header anyway.
+            self.read_buffer.reserve(64 * 1024);
+            let n = tokio::time::timeout(self.idle, self.stream.read_buf(&mut self.read_buffer))
+                .await
+                .map_err(|_| LinkError::IdleTimeout(self.idle))??;
+            if n == 0 {
+                return Err(LinkError::Closed);
+            }
+        }
+    }
+
+    /// Writes one PDU.
+    pub async fn write(&mut self, pdu: &Pdu) -> Result<(), LinkError> {
+        self.write_buffer.clear();
+        dicom_ul::pdu::write_pdu(&mut self.write_buffer, pdu)
+            .map_err(|e| LinkError::Pdu(e.to_string()))?;
+        tokio::time::timeout(self.idle, self.stream.write_all(&self.write_buffer))
+            .await
+            .map_err(|_| LinkError::IdleTimeout(self.idle))??;
+        Ok(())
+    }
+
+    /// Sends a command set (no data set) as one or more P-DATA-TF PDUs that respect the
+    /// peer's maximum PDU length.
+    pub async fn send_command(&mut self, pc_id: u8, command: Vec<u8>) -> Result<(), LinkError> {
+        // 6 bytes of PDV header inside each PDU.
+        let max = match self.peer_max_pdu {
+            0 => usize::MAX,
+            n => (n as usize).saturating_sub(6).max(64),
+        };
+        let chunks: Vec<&[u8]> = command.chunks(max).collect();
+        let last = chunks.len().saturating_sub(1);
+        for (i, chunk) in chunks.iter().enumerate() {
+            self.write(&Pdu::PData {
+                data: vec![dicom_ul::pdu::PDataValue {
+                    presentation_context_id: pc_id,
+                    value_type: dicom_ul::pdu::PDataValueType::Command,
+                    is_last: i == last,
+                    data: chunk.to_vec(),
+                }],
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Sends an A-ABORT (service provider) and closes, ignoring errors: the link is going.
+    pub async fn abort(&mut self, reason: AbortRQServiceProviderReason) {
+        let _ = self
+            .write(&Pdu::AbortRQ {
+                source: AbortRQSource::ServiceProvider(reason),
+            })
+            .await;
+        let _ = self.stream.shutdown().await;
+    }
+
+    pub async fn close(&mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+/// What a caller may do, decided by the registry of AE titles.
+#[derive(Debug, Clone)]
+pub enum CallerDecision {
+    Accept {
+        clinic_id: i64,
+        clinic_name: String,
+    },
+    UnknownAe,
+    WrongHost,
+    /// The registry could not be read (database down): a transient refusal.
+    Unavailable,
+}
+
+/// An accepted presentation context.
+#[derive(Debug, Clone)]
+pub struct AcceptedContext {
+    pub abstract_syntax: String,
+    pub transfer_syntax: String,
+}
+
+/// An established association.
+#[derive(Debug, Clone)]
+pub struct Established {
+    pub calling_ae: String,
+    pub called_ae: String,
+    pub peer: IpAddr,
+    pub clinic_id: i64,
+    pub clinic_name: String,
+    pub contexts: HashMap<u8, AcceptedContext>,
+}
+
+/// Why an association was refused, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    UnknownCallingAe,
+    WrongHost,
+    CalledAeMismatch,
+    Busy,
+    ProtocolVersion,
+    ApplicationContext,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::UnknownCallingAe => "unknown_calling_ae",
+            Refusal::WrongHost => "calling_ae_from_wrong_host",
+            Refusal::CalledAeMismatch => "called_ae_mismatch",
+            Refusal::Busy => "too_many_associations",
+            Refusal::ProtocolVersion => "protocol_version",
+            Refusal::ApplicationContext => "application_context",
+        }
+    }
+
+    fn rejection(self) -> AssociationRJ {
+        use AssociationRJServiceUserReason as U;
+        let (result, source) = match self {
+            Refusal::UnknownCallingAe | Refusal::WrongHost => (
+                AssociationRJResult::Permanent,
+                AssociationRJSource::ServiceUser(U::CallingAETitleNotRecognized),
+            ),
+            Refusal::CalledAeMismatch => (
+                AssociationRJResult::Permanent,
+                AssociationRJSource::ServiceUser(U::CalledAETitleNotRecognized),
+            ),
+            Refusal::ApplicationContext => (
+                AssociationRJResult::Permanent,
+                AssociationRJSource::ServiceUser(U::ApplicationContextNameNotSupported),
+            ),
+            Refusal::ProtocolVersion => (
+                AssociationRJResult::Permanent,
+                AssociationRJSource::ServiceProviderASCE(
+                    dicom_ul::pdu::AssociationRJServiceProviderASCEReason::ProtocolVersionNotSupported,
+                ),
+            ),
+            Refusal::Busy => (
+                AssociationRJResult::Transient,
+                AssociationRJSource::ServiceProviderPresentation(
+                    AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
+                ),
+            ),
+        };
+        AssociationRJ { result, source }
+    }
+}
+
+/// Outcome of reading and answering an A-ASSOCIATE-RQ.
+pub enum Negotiated {
+    Established(Established),
+    Refused(Refusal, String),
+}
+
+/// Reads the A-ASSOCIATE-RQ, decides, and answers with A-ASSOCIATE-AC or -RJ.
+///
+/// `decide` looks the calling AE title up (it is async: the registry lives in the index).
+/// `busy` refuses every caller with a transient rejection (too many associations).
+pub async fn negotiate<S, F, Fut>(
+    link: &mut PduStream<S>,
+    our_ae: &str,
+    peer: IpAddr,
+    busy: bool,
+    decide: F,
+) -> Result<Negotiated, LinkError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = CallerDecision>,
+{
+    let rq = match link.read().await? {
+        Pdu::AssociationRQ(rq) => rq,
+        other => {
+            link.abort(AbortRQServiceProviderReason::UnexpectedPdu)
+                .await;
+            return Err(LinkError::Pdu(format!(
+                "expected A-ASSOCIATE-RQ, got {}",
+                pdu_name(&other)
+            )));
+        }
+    };
+    let AssociationRQ {
+        protocol_version,
+        calling_ae_title,
+        called_ae_title,
+        application_context_name,
+        presentation_contexts,
+        user_variables,
+    } = rq;
+    let calling = calling_ae_title.trim().to_owned();
+    let called = called_ae_title.trim().to_owned();
+
+    let refuse = |r: Refusal, detail: String| (r, detail);
+    let refusal = if protocol_version & 1 == 0 {
+        Some(refuse(
+            Refusal::ProtocolVersion,
+            format!("protocol version {protocol_version:#x}"),
+        ))
+    } else if application_context_name.trim_end_matches('\0') != APPLICATION_CONTEXT {
+        Some(refuse(
+            Refusal::ApplicationContext,
+            application_context_name.clone(),
+        ))
+    } else if called != our_ae {
+        Some(refuse(
+            Refusal::CalledAeMismatch,
+            format!("called AE {called:?} is not this archive's {our_ae:?}"),
+        ))
+    } else if busy {
+        Some(refuse(Refusal::Busy, "association limit reached".into()))
+    } else {
+        None
+    };
+    if let Some((r, detail)) = refusal {
+        link.write(&Pdu::AssociationRJ(r.rejection())).await?;
+        link.close().await;
+        return Ok(Negotiated::Refused(r, detail));
+    }
+
+    let (clinic_id, clinic_name) = match decide(calling.clone()).await {
+        CallerDecision::Accept {
+            clinic_id,
+            clinic_name,
+        } => (clinic_id, clinic_name),
+        CallerDecision::UnknownAe => {
+            link.write(&Pdu::AssociationRJ(Refusal::UnknownCallingAe.rejection()))
+                .await?;
+            link.close().await;
+            return Ok(Negotiated::Refused(
+                Refusal::UnknownCallingAe,
+                format!("calling AE {calling:?} is not registered for any clinic"),
+            ));
+        }
+        CallerDecision::Unavailable => {
+            link.write(&Pdu::AssociationRJ(Refusal::Busy.rejection()))
+                .await?;
+            link.close().await;
+            return Ok(Negotiated::Refused(
+                Refusal::Busy,
+                "the AE registry is unavailable".into(),
+            ));
+        }
+        CallerDecision::WrongHost => {
+            link.write(&Pdu::AssociationRJ(Refusal::WrongHost.rejection()))
+                .await?;
+            link.close().await;
+            return Ok(Negotiated::Refused(
+                Refusal::WrongHost,
+                format!("calling AE {calling:?} is bound to another host than {peer}"),
+            ));
+        }
+    };
+
+    for uv in &user_variables {
+        if let UserVariableItem::MaxLength(n) = uv {
+            link.peer_max_pdu = *n;
+        }
+    }
+
+    let mut contexts = HashMap::new();
+    let mut results = Vec::with_capacity(presentation_contexts.len());
+    for pc in presentation_contexts {
+        let abstract_syntax = pc.abstract_syntax.trim_end_matches('\0').trim().to_owned();
+        let (reason, ts) = if !sop_classes::is_supported_abstract_syntax(&abstract_syntax) {
+            (
+                PresentationContextResultReason::AbstractSyntaxNotSupported,
+                dicom_dictionary_std::uids::IMPLICIT_VR_LITTLE_ENDIAN.to_owned(),
+            )
+        } else {
+            match choose_transfer_syntax(&pc.transfer_syntaxes) {
+                Some(ts) => (PresentationContextResultReason::Acceptance, ts),
+                None => (
+                    PresentationContextResultReason::TransferSyntaxesNotSupported,
+                    dicom_dictionary_std::uids::IMPLICIT_VR_LITTLE_ENDIAN.to_owned(),
+                ),
+            }
+        };
+        if reason == PresentationContextResultReason::Acceptance {
+            contexts.insert(
+                pc.id,
+                AcceptedContext {
+                    abstract_syntax,
+                    transfer_syntax: ts.clone(),
+                },
+            );
+        }
+        results.push(PresentationContextResult {
+            id: pc.id,
+            reason,
+            transfer_syntax: ts,
+        });
+    }
+
+    let ac = AssociationAC {
+        protocol_version: 1,
+        calling_ae_title,
+        called_ae_title,
+        application_context_name,
+        presentation_contexts: results,
+        user_variables: vec![
+            UserVariableItem::MaxLength(link.max_pdu),
+            UserVariableItem::ImplementationClassUID(
+                pacs_store::archive::IMPLEMENTATION_CLASS_UID.to_owned(),
+            ),
+            UserVariableItem::ImplementationVersionName(
+                pacs_store::archive::IMPLEMENTATION_VERSION_NAME.to_owned(),
+            ),
+        ],
+    };
+    link.write(&Pdu::AssociationAC(ac)).await?;
+    Ok(Negotiated::Established(Established {
+        calling_ae: calling,
+        called_ae: called,
+        peer,
+        clinic_id,
+        clinic_name,
+        contexts,
+    }))
+}
+
+/// The first proposed transfer syntax that the registry knows: the archive stores objects
+/// as received, so any syntax whose header it can read is fine, compressed or not.
+fn choose_transfer_syntax(proposed: &[String]) -> Option<String> {
+    proposed
+        .iter()
+        .map(|ts| ts.trim_end_matches('\0').trim())
+        .find(|ts| TransferSyntaxRegistry.get(ts).is_some())
+        .map(str::to_owned)
+}
+
+pub fn pdu_name(pdu: &Pdu) -> &'static str {
+    match pdu {
+        Pdu::Unknown { .. } => "unknown PDU",
+        Pdu::AssociationRQ(_) => "A-ASSOCIATE-RQ",
+        Pdu::AssociationAC(_) => "A-ASSOCIATE-AC",
+        Pdu::AssociationRJ(_) => "A-ASSOCIATE-RJ",
+        Pdu::PData { .. } => "P-DATA-TF",
+        Pdu::ReleaseRQ => "A-RELEASE-RQ",
+        Pdu::ReleaseRP => "A-RELEASE-RP",
+        Pdu::AbortRQ { .. } => "A-ABORT",
+    }
+}

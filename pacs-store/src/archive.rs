@@ -1,0 +1,525 @@
+//! The archive: receiving an object durably, indexing it, and answering what happened.
+//!
+//! Ingest path (the same for C-STORE, STOW-RS later and `pacs import`):
+//! 1. [`Archive::stage`] opens a staging file under the data directory and writes the
+//!    128-byte preamble, `DICM` and the file meta group; the adapter streams the data set
+//!    bytes into it ([`StagedObject::write_dataset`]), hashed on the way, never whole in memory.
+//! 2. [`Archive::ingest`] fsyncs it, reads the header with [`crate::header`] (never decoding
+//!    pixel data, never rewriting the received bytes), checks that it is what the sender said,
+//!    then moves it into the object store (durable on return), then indexes it in one
+//!    transaction with its `instance_stored` event. Only then does the caller acknowledge.
+//! 3. Anything that fails on the way removes what it wrote: a staging file is deleted on
+//!    drop, an object whose index insert failed is deleted.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use crate::header::{self, HeaderError, IndexedAttributes};
+use crate::index::{Index, NewConflict, NewInstance, now_micros};
+use crate::objects::{ObjectKey, ObjectStore};
+use crate::{Result, StoreError};
+
+/// This implementation's class UID and version name, written into file meta groups we make.
+pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.156874699224213967349718253773726085141";
+pub const IMPLEMENTATION_VERSION_NAME: &str = "REGIONAL_PACS_01";
+
+/// Who sent an object.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    pub clinic_id: Option<i64>,
+    pub clinic_name: Option<String>,
+    pub ae_title: Option<String>,
+}
+
+/// What the sender declared about the object (the C-STORE command, or the file meta).
+#[derive(Debug, Clone)]
+pub struct Declared {
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub transfer_syntax_uid: String,
+}
+
+/// The result of a successful ingest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// New instance, stored and indexed.
+    Stored { study_instance_uid: String },
+    /// The same SOP Instance with identical content was already archived: nothing new kept.
+    Duplicate,
+    /// The SOP Instance UID was already archived with different content. The first copy
+    /// stays the instance; this copy is kept aside as a conflict for review, never
+    /// overwriting the first.
+    ConflictKept { object_key: String },
+}
+
+/// Why an object was refused. Adapters map these to protocol statuses.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The data set cannot be parsed (DIMSE 0xC000 family).
+    #[error("the data set cannot be understood: {0}")]
+    CannotUnderstand(#[source] HeaderError),
+    /// The data set does not match what the sender declared or lacks its identity
+    /// (DIMSE 0xA900).
+    #[error("the data set does not match its SOP class: {0}")]
+    DoesNotMatch(String),
+    /// The object is larger than the configured maximum (DIMSE 0xA700).
+    #[error("the object is larger than the configured maximum of {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// Storage or index failure (out of resources: 0xA700; otherwise 0xC000 family).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IngestError {
+    pub fn is_out_of_resources(&self) -> bool {
+        match self {
+            IngestError::TooLarge { .. } => true,
+            IngestError::Store(e) => e.is_out_of_resources(),
+            _ => false,
+        }
+    }
+}
+
+/// The archive: object store + index + staging area.
+#[derive(Debug, Clone)]
+pub struct Archive {
+    index: Index,
+    objects: Arc<dyn ObjectStore>,
+    staging_dir: PathBuf,
+    max_object_size: u64,
+}
+
+impl Archive {
+    /// Puts the parts together. `staging_dir` must be on the same filesystem as a
+    /// filesystem object store (so that moving an object in is a rename).
+    pub fn new(
+        index: Index,
+        objects: Arc<dyn ObjectStore>,
+        staging_dir: PathBuf,
+        max_object_size: u64,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(&staging_dir)
+            .map_err(|e| StoreError::io("cannot create the staging directory", &staging_dir, e))?;
+        Ok(Archive {
+            index,
+            objects,
+            staging_dir,
+            max_object_size,
+        })
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    pub fn objects(&self) -> &Arc<dyn ObjectStore> {
+        &self.objects
+    }
+
+    pub fn staging_dir(&self) -> &Path {
+        &self.staging_dir
+    }
+
+    pub fn max_object_size(&self) -> u64 {
+        self.max_object_size
+    }
+
+    /// Removes staging files left by a crash: they were never acknowledged.
+    pub fn clean_staging(&self) -> Result<usize> {
+        let mut n = 0;
+        let rd = std::fs::read_dir(&self.staging_dir).map_err(|e| {
+            StoreError::io("cannot list the staging directory", &self.staging_dir, e)
+        })?;
+        for entry in rd.flatten() {
+            if entry.file_name().to_string_lossy().ends_with(".part") {
+                let _ = std::fs::remove_file(entry.path());
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Starts a staged object for a data set arriving over the network: writes preamble,
+    /// `DICM` and a file meta group made from what the sender declared.
+    pub fn stage_network(
+        &self,
+        declared: &Declared,
+        source_ae: Option<&str>,
+    ) -> Result<StagedObject> {
+        let mut builder = dicom_object::meta::FileMetaTableBuilder::new()
+            .media_storage_sop_class_uid(declared.sop_class_uid.as_str())
+            .media_storage_sop_instance_uid(declared.sop_instance_uid.as_str())
+            .transfer_syntax(declared.transfer_syntax_uid.as_str())
+            .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+            .implementation_version_name(IMPLEMENTATION_VERSION_NAME);
+        if let Some(ae) = source_ae {
+            builder = builder.source_application_entity_title(ae);
+        }
+        let meta = builder
+            .build()
+            .map_err(|e| StoreError::Invalid(format!("cannot build the file meta group: {e}")))?;
+        let mut head = vec![0u8; 128];
+        head.extend_from_slice(b"DICM");
+        meta.write(&mut head)
+            .map_err(|e| StoreError::Invalid(format!("cannot write the file meta group: {e}")))?;
+        self.stage_with_head(&head, declared.clone())
+    }
+
+    /// Starts a staged object whose first bytes (preamble + meta) are `head`, as read from
+    /// a file: the original bytes are kept.
+    pub fn stage_with_head(&self, head: &[u8], declared: Declared) -> Result<StagedObject> {
+        let path = self
+            .staging_dir
+            .join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| StoreError::io("cannot create a staging file", &path, e))?;
+        let mut staged = StagedObject {
+            path,
+            file: Some(std::io::BufWriter::with_capacity(256 * 1024, file)),
+            hasher: Sha256::new(),
+            dataset_offset: head.len() as u64,
+            dataset_len: 0,
+            limit: self.max_object_size,
+            exceeded: false,
+            declared,
+            started: Instant::now(),
+        };
+        staged.write_raw(head)?;
+        Ok(staged)
+    }
+
+    /// Makes a staged object durable, checks it and archives it. See the module docs.
+    pub async fn ingest(
+        &self,
+        mut staged: StagedObject,
+        source: &Source,
+    ) -> Result<IngestOutcome, IngestError> {
+        if staged.exceeded {
+            return Err(IngestError::TooLarge {
+                limit: self.max_object_size,
+            });
+        }
+        let started = staged.started;
+        // Flush, fsync and parse the header off the async threads.
+        let (staged, attrs) = tokio::task::spawn_blocking(move || -> Result<_, IngestError> {
+            staged.sync()?;
+            let attrs = staged.read_header()?;
+            Ok((staged, attrs))
+        })
+        .await
+        .map_err(|e| StoreError::Invalid(format!("ingest task failed: {e}")))??;
+
+        let d = &staged.declared;
+        if attrs.sop_class_uid != d.sop_class_uid {
+            return Err(IngestError::DoesNotMatch(format!(
+                "SOP Class UID in the data set is {} but {} was declared",
+                attrs.sop_class_uid, d.sop_class_uid
+            )));
+        }
+        if attrs.sop_instance_uid != d.sop_instance_uid {
+            return Err(IngestError::DoesNotMatch(format!(
+                "SOP Instance UID in the data set is {} but {} was declared",
+                attrs.sop_instance_uid, d.sop_instance_uid
+            )));
+        }
+        let hash = hex::encode(staged.hasher.clone().finalize());
+        let outcome = self.archive_checked(staged, attrs, hash, source).await;
+        metrics::histogram!("pacs_ingest_seconds").record(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    async fn archive_checked(
+        &self,
+        mut staged: StagedObject,
+        attrs: IndexedAttributes,
+        hash: String,
+        source: &Source,
+    ) -> Result<IngestOutcome, IngestError> {
+        let sop_uid = attrs.sop_instance_uid.clone();
+        if let Some(existing) = self.index.find_instance(&sop_uid).await? {
+            return self
+                .handle_known(staged, existing.content_hash, hash, source)
+                .await;
+        }
+        let key = ObjectKey::generate();
+        let size = staged.total_len() as i64;
+        let dataset_offset = staged.dataset_offset as i64;
+        let ts = staged.declared.transfer_syntax_uid.clone();
+        let study_uid = attrs.study_instance_uid.clone();
+        let path = staged.take_path();
+        self.put_staged(&key, &path).await?;
+        let new = NewInstance {
+            attrs,
+            transfer_syntax_uid: ts.clone(),
+            object_key: key.clone(),
+            size_bytes: size,
+            dataset_offset,
+            content_hash: hash.clone(),
+            clinic_id: source.clinic_id,
+            clinic_name: source.clinic_name.clone(),
+            source_ae: source.ae_title.clone(),
+            received_at: now_micros(),
+        };
+        match self.index.insert_instance(new).await {
+            Ok(()) => {
+                metrics::counter!("pacs_instances_stored_total").increment(1);
+                metrics::counter!("pacs_bytes_stored_total").increment(size as u64);
+                Ok(IngestOutcome::Stored {
+                    study_instance_uid: study_uid,
+                })
+            }
+            Err(StoreError::AlreadyExists(_)) => {
+                // Another association indexed the same UID between our lookup and insert.
+                let existing = self.index.find_instance(&sop_uid).await?;
+                match existing {
+                    Some(e) if e.content_hash == hash => {
+                        self.delete_quietly(&key).await;
+                        Ok(IngestOutcome::Duplicate)
+                    }
+                    _ => {
+                        self.index
+                            .insert_conflict(NewConflict {
+                                sop_instance_uid: sop_uid,
+                                object_key: key.clone(),
+                                content_hash: hash,
+                                size_bytes: size,
+                                dataset_offset,
+                                transfer_syntax_uid: ts,
+                                clinic_id: source.clinic_id,
+                                source_ae: source.ae_title.clone(),
+                                received_at: now_micros(),
+                            })
+                            .await
+                            .inspect_err(|_| {
+                                let objects = self.objects.clone();
+                                let key = key.clone();
+                                tokio::spawn(async move { objects.delete(&key).await });
+                            })?;
+                        Ok(IngestOutcome::ConflictKept {
+                            object_key: key.to_string(),
+                        })
+                    }
+                }
+            }
+            Err(e) => {
+                self.delete_quietly(&key).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn handle_known(
+        &self,
+        staged: StagedObject,
+        existing_hash: String,
+        hash: String,
+        source: &Source,
+    ) -> Result<IngestOutcome, IngestError> {
+        let sop_uid = staged.declared.sop_instance_uid.clone();
+        if existing_hash == hash || self.index.has_conflict_copy(&sop_uid, &hash).await? {
+            metrics::counter!("pacs_instances_duplicate_total").increment(1);
+            drop(staged);
+            return Ok(IngestOutcome::Duplicate);
+        }
+        let key = ObjectKey::generate();
+        let size = staged.total_len() as i64;
+        let dataset_offset = staged.dataset_offset as i64;
+        let ts = staged.declared.transfer_syntax_uid.clone();
+        let mut staged = staged;
+        let path = staged.take_path();
+        self.put_staged(&key, &path).await?;
+        let r = self
+            .index
+            .insert_conflict(NewConflict {
+                sop_instance_uid: sop_uid.clone(),
+                object_key: key.clone(),
+                content_hash: hash,
+                size_bytes: size,
+                dataset_offset,
+                transfer_syntax_uid: ts,
+                clinic_id: source.clinic_id,
+                source_ae: source.ae_title.clone(),
+                received_at: now_micros(),
+            })
+            .await;
+        if let Err(e) = r {
+            self.delete_quietly(&key).await;
+            return Err(e.into());
+        }
+        metrics::counter!("pacs_instances_conflict_total").increment(1);
+        tracing::warn!(sop_instance_uid = %sop_uid, object_key = %key,
+            "same SOP Instance UID with different content: first copy kept, new copy kept as a conflict");
+        Ok(IngestOutcome::ConflictKept {
+            object_key: key.to_string(),
+        })
+    }
+
+    /// Moves a staging file into the object store; the staging file is gone either way.
+    async fn put_staged(&self, key: &ObjectKey, path: &Path) -> Result<()> {
+        let r = self.objects.put_file(key, path).await;
+        if r.is_err() {
+            let _ = std::fs::remove_file(path);
+        }
+        r
+    }
+
+    async fn delete_quietly(&self, key: &ObjectKey) {
+        if let Err(e) = self.objects.delete(key).await {
+            tracing::error!(object_key = %key, error = %e, "could not remove an object after a failed index insert; `pacs check --repair` will");
+        }
+    }
+
+    /// Archives a DICOM Part 10 file (for `pacs import`): same checks and durability as a
+    /// C-STORE; the file's own bytes, meta group included, are kept.
+    pub async fn import_file(
+        &self,
+        path: &Path,
+        source: &Source,
+    ) -> Result<IngestOutcome, IngestError> {
+        let path = path.to_owned();
+        let this = self.clone();
+        let staged = tokio::task::spawn_blocking(move || -> Result<StagedObject, IngestError> {
+            let mut f = File::open(&path).map_err(|e| StoreError::io("cannot open", &path, e))?;
+            let meta = header::read_file_meta(&mut BufReader::new(&mut f))
+                .map_err(IngestError::CannotUnderstand)?;
+            f.seek(SeekFrom::Start(0))
+                .map_err(|e| StoreError::io("cannot read", &path, e))?;
+            let mut head = vec![0u8; meta.dataset_offset as usize];
+            f.read_exact(&mut head)
+                .map_err(|e| StoreError::io("cannot read", &path, e))?;
+            let mut staged = this.stage_with_head(
+                &head,
+                Declared {
+                    sop_class_uid: meta.media_storage_sop_class_uid.clone(),
+                    sop_instance_uid: meta.media_storage_sop_instance_uid.clone(),
+                    transfer_syntax_uid: meta.transfer_syntax_uid.clone(),
+                },
+            )?;
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = f
+                    .read(&mut buf)
+                    .map_err(|e| StoreError::io("cannot read", &path, e))?;
+                if n == 0 {
+                    break;
+                }
+                staged.write_dataset(&buf[..n])?;
+            }
+            Ok(staged)
+        })
+        .await
+        .map_err(|e| StoreError::Invalid(format!("import task failed: {e}")))??;
+        self.ingest(staged, source).await
+    }
+}
+
+/// An object being received into the staging area. Dropping it removes the staging file.
+#[derive(Debug)]
+pub struct StagedObject {
+    path: PathBuf,
+    file: Option<std::io::BufWriter<File>>,
+    hasher: Sha256,
+    dataset_offset: u64,
+    dataset_len: u64,
+    limit: u64,
+    exceeded: bool,
+    declared: Declared,
+    started: Instant,
+}
+
+impl StagedObject {
+    fn write_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| StoreError::Invalid("staging file already closed".into()))?;
+        f.write_all(bytes)
+            .map_err(|e| StoreError::io("cannot write a staging file", &self.path, e))
+    }
+
+    /// Appends data set bytes. Past the size limit the bytes are counted and dropped, so
+    /// that the caller can drain the sender and then refuse cleanly.
+    pub fn write_dataset(&mut self, bytes: &[u8]) -> Result<()> {
+        self.dataset_len += bytes.len() as u64;
+        if self.exceeded || self.dataset_offset + self.dataset_len > self.limit {
+            if !self.exceeded {
+                self.exceeded = true;
+                // Free the disk space now; the object will be refused.
+                self.file = None;
+                let _ = std::fs::remove_file(&self.path);
+            }
+            return Ok(());
+        }
+        self.hasher.update(bytes);
+        self.write_raw(bytes)
+    }
+
+    /// Whether the size limit was exceeded.
+    pub fn exceeded(&self) -> bool {
+        self.exceeded
+    }
+
+    /// Data set bytes received so far.
+    pub fn dataset_len(&self) -> u64 {
+        self.dataset_len
+    }
+
+    fn total_len(&self) -> u64 {
+        self.dataset_offset + self.dataset_len
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        let f = self
+            .file
+            .take()
+            .ok_or_else(|| StoreError::Invalid("staging file already closed".into()))?;
+        let f = f.into_inner().map_err(|e| {
+            StoreError::io("cannot write a staging file", &self.path, e.into_error())
+        })?;
+        f.sync_data()
+            .map_err(|e| StoreError::io("cannot fsync a staging file", &self.path, e))?;
+        Ok(())
+    }
+
+    fn read_header(&self) -> Result<IndexedAttributes, IngestError> {
+        let mut f = File::open(&self.path)
+            .map_err(|e| StoreError::io("cannot reopen a staging file", &self.path, e))?;
+        f.seek(SeekFrom::Start(self.dataset_offset))
+            .map_err(|e| StoreError::io("cannot read a staging file", &self.path, e))?;
+        header::scan_dataset(
+            BufReader::with_capacity(64 * 1024, f),
+            &self.declared.transfer_syntax_uid,
+        )
+        .map_err(|e| match e {
+            HeaderError::MissingAttribute(name) => IngestError::DoesNotMatch(format!(
+                "the data set lacks {name}, which every stored object needs"
+            )),
+            HeaderError::Io(io) => {
+                IngestError::Store(StoreError::io("cannot read a staging file", &self.path, io))
+            }
+            other => IngestError::CannotUnderstand(other),
+        })
+    }
+
+    /// Hands the path over to the object store (which consumes the file).
+    fn take_path(&mut self) -> PathBuf {
+        std::mem::take(&mut self.path)
+    }
+}
+
+impl Drop for StagedObject {
+    fn drop(&mut self) {
+        self.file = None;
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}

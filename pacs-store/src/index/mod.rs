@@ -1,0 +1,169 @@
+//! The index: patients, studies, series, instances, clinics and the event outbox, in SQL.
+//!
+//! One code path for both databases through sqlx's Any driver; the dialect differences are
+//! kept to the migration folders (`migrations/sqlite`, `migrations/postgres`) and to
+//! [`Backend`]-specific connection set-up. Every user value is bound, never formatted into
+//! SQL. Parameters are numbered `$1, $2, …` in order of first appearance, which both SQLite
+//! and PostgreSQL read the same way.
+//!
+//! Writes of received instances go through [`writer`], one task that groups concurrent
+//! inserts into a single transaction (group commit): with SQLite that is the only way to
+//! have many associations storing at once without "database is locked", and with either
+//! database it turns N fsyncs into one.
+
+mod clinics;
+mod instances;
+mod studies;
+pub mod writer;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+use crate::{Result, StoreError};
+
+pub use clinics::{AeRegistration, ClinicSummary};
+pub use instances::{InstanceLocation, InstanceRecord, NewConflict, NewInstance};
+pub use studies::{EventRecord, IndexStats, ReadyStudy};
+
+/// Which SQL database holds the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The archive index. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Index {
+    pool: AnyPool,
+    backend: Backend,
+    writer: writer::WriterHandle,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Index {
+    /// Opens (creating if needed) the index at `url` (`sqlite:PATH` or `postgres://…`) and
+    /// applies pending migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Config(format!(
+                "database URL must start with sqlite: or postgres:, got {:?}",
+                redact_url(url)
+            )));
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        let opts = AnyConnectOptions::from_str(&url).map_err(|e| {
+            StoreError::Config(format!("invalid database URL {:?}: {e}", redact_url(&url)))
+        })?;
+        let pool_opts = match backend {
+            // WAL lets readers go on while the one writer commits; synchronous=FULL makes a
+            // commit durable on return (an acknowledged image is never lost to a power cut).
+            Backend::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+                             PRAGMA foreign_keys=ON; PRAGMA busy_timeout=30000;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+            }
+            Backend::Postgres => AnyPoolOptions::new().max_connections(16),
+        }
+        .acquire_timeout(Duration::from_secs(30));
+        let pool = pool_opts.connect_with(opts).await.map_err(|e| {
+            StoreError::Config(format!(
+                "cannot open the index database {:?}: {e}",
+                redact_url(&url)
+            ))
+        })?;
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        let writer = writer::spawn(pool.clone());
+        Ok(Index {
+            pool,
+            backend,
+            writer,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes the pool after the writer has drained.
+    pub async fn close(&self) {
+        self.writer.shutdown().await;
+        self.pool.close().await;
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Now, as Unix microseconds.
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_password() {
+        assert_eq!(
+            redact_url("postgres://pacs:secret@127.0.0.1:5432/pacs"),
+            "postgres://pacs:***@127.0.0.1:5432/pacs"
+        );
+        assert_eq!(redact_url("sqlite:./x.db"), "sqlite:./x.db");
+    }
+}
+
+impl Index {
+    /// A trivial query, for health checks.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").fetch_one(self.pool()).await?;
+        Ok(())
+    }
+}

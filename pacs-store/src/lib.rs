@@ -1,0 +1,28 @@
+//! # pacs-store — the regional archive's domain and persistence
+//!
+//! Only this crate writes SQL or objects. No HTTP, no DICOM networking: adapters
+//! (`dicom-scp`, `reading-workstation-api`, the `pacs` command line) translate their
+//! protocol into calls here.
+//!
+//! ## Layout
+//! - [`archive`]: the ingest path — stage, check, store durably, index — and its outcomes.
+//! - [`header`]: a bounded scanner of DICOM headers that gives the indexed attributes
+//!   without decoding pixel data; [`charset`]: Specific Character Set decoding to UTF-8.
+//! - [`index`]: the SQL index (SQLite or PostgreSQL), clinics and AE titles, the event
+//!   outbox, study readiness, group-committed inserts.
+//! - [`objects`]: the [`objects::ObjectStore`] port and its filesystem and S3 adapters.
+//! - [`check`]: integrity check and repair.
+//! - [`config`]: [`config::StoreConfig`] and how to open an [`archive::Archive`] from it.
+//! - [`ae_title`]: the [`ae_title::AeTitle`] newtype; [`error`]: [`StoreError`].
+
+pub mod ae_title;
+pub mod archive;
+pub mod charset;
+pub mod check;
+pub mod config;
+pub mod error;
+pub mod header;
+pub mod index;
+pub mod objects;
+
+pub use error::{Result, StoreError};

@@ -1,0 +1,250 @@
+//! The one-shot commands: clinic, import, check, stats.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use pacs_store::ae_title::AeTitle;
+use pacs_store::archive::{Archive, IngestError, IngestOutcome, Source};
+
+use crate::cli::{CheckArgs, Cli, ClinicCommand, Command, ImportArgs, StatsArgs};
+use crate::settings::Settings;
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = Settings::load(&cli.common, Some(&args))?;
+            crate::serve::serve(settings, args.demo).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Clinic(c) => clinic(&Settings::load(&cli.common, None)?, c).await,
+        Command::Import(a) => import(&Settings::load(&cli.common, None)?, a).await,
+        Command::Check(a) => check(&Settings::load(&cli.common, None)?, a).await,
+        Command::Stats(a) => stats(&Settings::load(&cli.common, None)?, a).await,
+    }
+}
+
+async fn open(settings: &Settings) -> anyhow::Result<Archive> {
+    settings
+        .store()
+        .open()
+        .await
+        .context("cannot open the archive")
+}
+
+async fn clinic(settings: &Settings, cmd: ClinicCommand) -> anyhow::Result<ExitCode> {
+    let archive = open(settings).await?;
+    match cmd {
+        ClinicCommand::Add {
+            name,
+            ae_title,
+            host,
+        } => {
+            let ae = AeTitle::parse(&ae_title)?;
+            let reg = archive.index().add_clinic_ae(&name, &ae, host).await?;
+            println!(
+                "registered AE title {} for clinic {:?}{}",
+                reg.ae_title,
+                reg.clinic_name,
+                host.map(|h| format!(" (only from {h})"))
+                    .unwrap_or_default()
+            );
+        }
+        ClinicCommand::List { json } => {
+            let clinics = archive.index().list_clinics().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&clinics)?);
+            } else if clinics.is_empty() {
+                println!(
+                    "no clinics registered; add one with `pacs clinic add --name NAME --ae-title AE`"
+                );
+            } else {
+                for c in clinics {
+                    println!("{}", c.name);
+                    for a in c.ae_titles {
+                        match a.host {
+                            Some(h) => println!("  {:<16}  from {h}", a.ae_title),
+                            None => println!("  {:<16}  from any host", a.ae_title),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    archive.index().close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every regular file under `paths` (folders searched recursively, symlinks not followed).
+fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p)
+            .with_context(|| format!("cannot read {}", p.display()))?;
+        if meta.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(&p)
+                .with_context(|| format!("cannot list {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            entries.sort();
+            stack.extend(entries.into_iter().rev());
+        } else if meta.is_file() {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn import_paths(
+    archive: &Archive,
+    paths: &[PathBuf],
+    source: &Source,
+    quiet: bool,
+) -> anyhow::Result<ImportSummary> {
+    let files = collect_files(paths)?;
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let b = indicatif::ProgressBar::new(files.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} files  {elapsed_precise}  {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    };
+    let mut summary = ImportSummary::default();
+    for f in &files {
+        let r = archive.import_file(f, source).await;
+        summary.record(f, r);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
+#[derive(Debug, Default)]
+pub struct ImportSummary {
+    pub stored: usize,
+    pub duplicates: usize,
+    pub conflicts: usize,
+    pub refused: Vec<(PathBuf, String)>,
+}
+
+impl ImportSummary {
+    fn record(&mut self, path: &Path, r: Result<IngestOutcome, IngestError>) {
+        match r {
+            Ok(IngestOutcome::Stored { .. }) => self.stored += 1,
+            Ok(IngestOutcome::Duplicate) => self.duplicates += 1,
+            Ok(IngestOutcome::ConflictKept { .. }) => self.conflicts += 1,
+            Err(e) => self.refused.push((path.to_owned(), e.to_string())),
+        }
+    }
+}
+
+async fn import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let archive = open(settings).await?;
+    let source = match &args.clinic {
+        None => Source::default(),
+        Some(name) => {
+            let clinics = archive.index().list_clinics().await?;
+            let c = clinics
+                .into_iter()
+                .find(|c| &c.name == name)
+                .with_context(|| format!("no clinic named {name:?}; see `pacs clinic list`"))?;
+            Source {
+                clinic_id: Some(c.id),
+                clinic_name: Some(c.name),
+                ae_title: None,
+            }
+        }
+    };
+    let s = import_paths(&archive, &args.paths, &source, args.quiet).await?;
+    println!(
+        "imported {} new instances, {} already archived, {} kept as conflicts, {} refused",
+        s.stored,
+        s.duplicates,
+        s.conflicts,
+        s.refused.len()
+    );
+    for (p, why) in &s.refused {
+        println!("  refused {}: {why}", p.display());
+    }
+    archive.index().close().await;
+    Ok(if s.refused.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+async fn check(settings: &Settings, args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let archive = open(settings).await?;
+    let r = pacs_store::check::check(&archive, args.repair).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!(
+            "checked {} indexed objects against {} stored objects ({})",
+            r.indexed_objects,
+            r.stored_objects,
+            archive.objects().describe()
+        );
+        for m in &r.missing_objects {
+            println!("  MISSING object for indexed instance {m}");
+        }
+        for m in &r.hash_mismatches {
+            println!("  HASH MISMATCH {m}");
+        }
+        for m in &r.orphaned_objects {
+            println!("  ORPHANED object {m} (no index row)");
+        }
+        for m in &r.repairs {
+            println!("  repaired: {m}");
+        }
+        if r.staging_leftovers > 0 {
+            println!(
+                "  {} file(s) in the staging area (in flight, or left by a crash: removed when the server starts)",
+                r.staging_leftovers
+            );
+        }
+        println!(
+            "{}",
+            if r.is_clean() {
+                "archive is clean"
+            } else {
+                "ARCHIVE IS DAMAGED"
+            }
+        );
+    }
+    archive.index().close().await;
+    Ok(if r.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn stats(settings: &Settings, args: StatsArgs) -> anyhow::Result<ExitCode> {
+    let archive = open(settings).await?;
+    let s = archive.index().stats().await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        println!("patients   {}", s.patients);
+        println!("studies    {}", s.studies);
+        println!("series     {}", s.series);
+        println!("instances  {}", s.instances);
+        println!("bytes      {}", s.bytes);
+        if s.conflicts > 0 {
+            println!(
+                "conflicts  {} (same SOP Instance UID, other content; kept for review)",
+                s.conflicts
+            );
+        }
+    }
+    archive.index().close().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,193 @@
+//! `pacs serve`: the archive with its DICOM listener and HTTP server.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use pacs_store::ae_title::AeTitle;
+use pacs_store::archive::{Archive, Source};
+use pacs_store::index::Index;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::settings::Settings;
+
+/// The clinic and AE title `--demo` registers, so that a newcomer can send at once.
+pub const DEMO_CLINIC: &str = "Demo Township Clinic";
+pub const DEMO_AE_TITLE: &str = "DEMO_MODALITY";
+
+pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
+    let archive = settings
+        .store()
+        .open()
+        .await
+        .context("cannot open the archive")?;
+    let leftovers = archive.clean_staging()?;
+    if leftovers > 0 {
+        tracing::warn!(
+            leftovers,
+            "removed unacknowledged staging files left by an earlier stop"
+        );
+    }
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    if demo {
+        load_demo(&archive, &settings).await?;
+    }
+
+    let dicom = TcpListener::bind((settings.dicom_bind, settings.dicom_port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for DICOM on {}:{}",
+                settings.dicom_bind, settings.dicom_port
+            )
+        })?;
+    let http = TcpListener::bind((settings.http_bind, settings.http_port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for HTTP on {}:{}",
+                settings.http_bind, settings.http_port
+            )
+        })?;
+    let dicom_addr = dicom.local_addr()?;
+    let http_addr = http.local_addr()?;
+    if !settings.http_bind.is_loopback() {
+        tracing::warn!(%http_addr, "HTTP listens beyond loopback without TLS: put it behind a TLS proxy");
+    }
+    println!(
+        "pacs: archive    {} ; index {}",
+        archive.objects().describe(),
+        pacs_store::index::redact_url(&settings.store().database_url())
+    );
+    println!(
+        "pacs: DICOM      {dicom_addr} as AE title {} (calling AE titles must be registered: pacs clinic add --name NAME --ae-title AE)",
+        settings.ae_title
+    );
+    println!("pacs: HTTP       http://{http_addr}/  (health /healthz, metrics /metrics)");
+    println!(
+        "PACS_READY dicom_port={} http_port={}",
+        dicom_addr.port(),
+        http_addr.port()
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: refusing new associations, finishing stores in flight");
+        let _ = stop_tx.send(true);
+    });
+
+    let sweeper = tokio::spawn(ready_sweeper(
+        archive.index().clone(),
+        settings.store().study_quiet_period(),
+        stop_rx.clone(),
+    ));
+    let scp = dicom_scp::run(
+        dicom,
+        archive.clone(),
+        settings.scp(),
+        stopped(stop_rx.clone()),
+    );
+    let api = reading_workstation_api::run(
+        http,
+        reading_workstation_api::ApiState {
+            archive: archive.clone(),
+            metrics: Some(metrics),
+        },
+        stopped(stop_rx.clone()),
+    );
+    let (a, b) = tokio::join!(scp, api);
+    a.context("DICOM listener failed")?;
+    b.context("HTTP server failed")?;
+    let _ = sweeper.await;
+    archive.index().close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Marks studies ready after their quiet period, writing the outbox events.
+async fn ready_sweeper(index: Index, quiet: Duration, mut stop: watch::Receiver<bool>) {
+    let every = (quiet / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match index.mark_ready_studies(quiet).await {
+            Ok(ready) => {
+                for s in ready {
+                    tracing::info!(study = %s.study_instance_uid, instances = s.number_of_instances,
+                        updated = s.updated, "study ready to read");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot mark studies ready"),
+        }
+    }
+}
+
+/// Registers the demo clinic and imports the synthetic sample studies.
+async fn load_demo(archive: &Archive, settings: &Settings) -> anyhow::Result<()> {
+    let ae = AeTitle::parse(DEMO_AE_TITLE)?;
+    let reg = match archive.index().find_ae(&ae).await? {
+        Some(r) => r,
+        None => {
+            archive
+                .index()
+                .add_clinic_ae(DEMO_CLINIC, &ae, None)
+                .await?
+        }
+    };
+    let dir = settings.data_dir.join("demo-samples");
+    let files = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || sample_dicom::write_sample_set(&dir)).await??
+    };
+    let source = Source {
+        clinic_id: Some(reg.clinic_id),
+        clinic_name: Some(reg.clinic_name.clone()),
+        ae_title: Some(DEMO_AE_TITLE.into()),
+    };
+    let s = crate::commands::import_paths(archive, &[dir.clone()], &source, true).await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "pacs: demo       {} sample files: {} new, {} already there; clinic {:?} sends as AE {} (e.g. storescu -aec {} -aet {} 127.0.0.1 {} FILE)",
+        files.len(),
+        s.stored,
+        s.duplicates,
+        reg.clinic_name,
+        DEMO_AE_TITLE,
+        settings.ae_title,
+        DEMO_AE_TITLE,
+        settings.dicom_port
+    );
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! Layered configuration: built-in defaults < TOML file (`--config`) < `PACS_*` environment
+//! < command-line flags.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use pacs_store::config::StoreConfig;
+use pacs_store::objects::s3::S3Config;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{CommonArgs, ServeArgs};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    #[serde(skip_serializing)]
+    pub s3: Option<S3Config>,
+    pub max_object_size: u64,
+    pub study_quiet_seconds: u64,
+
+    pub ae_title: String,
+    pub dicom_port: u16,
+    pub dicom_bind: IpAddr,
+    pub max_pdu: u32,
+    pub idle_timeout_seconds: u64,
+    pub max_associations: usize,
+
+    pub http_port: u16,
+    pub http_bind: IpAddr,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let store = StoreConfig::default();
+        let scp = dicom_scp::ScpConfig::default();
+        Settings {
+            data_dir: store.data_dir,
+            database_url: None,
+            s3: None,
+            max_object_size: store.max_object_size,
+            study_quiet_seconds: store.study_quiet_seconds,
+            ae_title: scp.ae_title,
+            dicom_port: 11112,
+            dicom_bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            max_pdu: scp.max_pdu,
+            idle_timeout_seconds: scp.idle_timeout.as_secs(),
+            max_associations: scp.max_associations,
+            http_port: 8080,
+            http_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        }
+    }
+}
+
+/// The environment variables read (PACS_ + upper-case key); others are ignored so that
+/// unrelated PACS_* variables do not break start-up.
+const ENV_KEYS: &[&str] = &[
+    "data_dir",
+    "database_url",
+    "max_object_size",
+    "study_quiet_seconds",
+    "ae_title",
+    "dicom_port",
+    "dicom_bind",
+    "max_pdu",
+    "idle_timeout_seconds",
+    "max_associations",
+    "http_port",
+    "http_bind",
+];
+const S3_ENV_KEYS: &[&str] = &[
+    "endpoint",
+    "region",
+    "bucket",
+    "access_key",
+    "secret_key",
+    "path_style",
+];
+
+/// Flags that override everything else.
+#[derive(Debug, Default, Serialize)]
+struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ae_title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dicom_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dicom_bind: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_bind: Option<IpAddr>,
+}
+
+impl Settings {
+    pub fn load(common: &CommonArgs, serve: Option<&ServeArgs>) -> anyhow::Result<Settings> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = &common.config {
+            anyhow::ensure!(
+                path.is_file(),
+                "configuration file {} does not exist",
+                path.display()
+            );
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(Env::prefixed("PACS_").only(ENV_KEYS)).merge(
+            Env::prefixed("PACS_S3_")
+                .only(S3_ENV_KEYS)
+                .map(|k| format!("s3.{}", k.as_str()).into()),
+        );
+        let mut o = Overrides {
+            data_dir: common.data_dir.clone(),
+            database_url: common.database_url.clone(),
+            ..Overrides::default()
+        };
+        if let Some(s) = serve {
+            o.ae_title = s.ae_title.clone();
+            o.dicom_port = s.dicom_port;
+            o.dicom_bind = s.dicom_bind;
+            o.http_port = s.http_port;
+            o.http_bind = s.http_bind;
+        }
+        fig = fig.merge(Serialized::defaults(o));
+        let settings: Settings = fig.extract().context(
+            "invalid configuration (check the --config file, PACS_* variables and flags)",
+        )?;
+        pacs_store::ae_title::AeTitle::parse(&settings.ae_title)
+            .context("invalid ae_title in the configuration")?;
+        Ok(settings)
+    }
+
+    pub fn store(&self) -> StoreConfig {
+        StoreConfig {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            s3: self.s3.clone(),
+            max_object_size: self.max_object_size,
+            study_quiet_seconds: self.study_quiet_seconds,
+        }
+    }
+
+    pub fn scp(&self) -> dicom_scp::ScpConfig {
+        dicom_scp::ScpConfig {
+            ae_title: self.ae_title.clone(),
+            max_pdu: self.max_pdu.clamp(dicom_ul_min_pdu(), 16 << 20),
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds.max(1)),
+            max_associations: self.max_associations.max(1),
+            ..dicom_scp::ScpConfig::default()
+        }
+    }
+}
+
+/// The smallest maximum PDU length DICOM allows a node to announce.
+fn dicom_ul_min_pdu() -> u32 {
+    1024
+}
