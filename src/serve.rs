@@ -22,7 +22,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         .open()
         .await
         .context("cannot open the archive")?;
-    let leftovers = archive.clean_staging()?;
+    let leftovers = archive.recover_staging().await?;
     if leftovers > 0 {
         tracing::warn!(
             leftovers,

@@ -80,6 +80,7 @@ const S3_ENV_KEYS: &[&str] = &[
     "access_key",
     "secret_key",
     "path_style",
+    "prefix",
 ];
 
 /// Flags that override everything else.

@@ -129,19 +129,32 @@ impl Archive {
         self.max_object_size
     }
 
-    /// Removes staging files left by a crash: they were never acknowledged.
-    pub fn clean_staging(&self) -> Result<usize> {
-        let mut n = 0;
+    /// Start-up recovery of the staging area after a crash. A staging file `<id>.part` is
+    /// kept until its object is indexed, so a leftover one whose object exists in the store
+    /// but is not indexed marks an interrupted ingest (never acknowledged): that object is
+    /// removed. Then the staging file goes. Returns how many files were cleaned.
+    pub async fn recover_staging(&self) -> Result<usize> {
+        let mut leftovers = Vec::new();
         let rd = std::fs::read_dir(&self.staging_dir).map_err(|e| {
             StoreError::io("cannot list the staging directory", &self.staging_dir, e)
         })?;
         for entry in rd.flatten() {
-            if entry.file_name().to_string_lossy().ends_with(".part") {
-                let _ = std::fs::remove_file(entry.path());
-                n += 1;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix(".part") {
+                leftovers.push((entry.path(), ObjectKey::from_id(id).ok()));
             }
         }
-        Ok(n)
+        for (path, key) in &leftovers {
+            if let Some(key) = key
+                && self.objects.exists(key).await?
+                && !self.index.object_key_indexed(key).await?
+            {
+                tracing::warn!(object_key = %key, "removing an object whose ingest was interrupted (never acknowledged)");
+                self.objects.delete(key).await?;
+            }
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(leftovers.len())
     }
 
     /// Starts a staged object for a data set arriving over the network: writes preamble,
@@ -173,15 +186,17 @@ impl Archive {
     /// Starts a staged object whose first bytes (preamble + meta) are `head`, as read from
     /// a file: the original bytes are kept.
     pub fn stage_with_head(&self, head: &[u8], declared: Declared) -> Result<StagedObject> {
-        let path = self
-            .staging_dir
-            .join(format!("{}.part", uuid::Uuid::new_v4().simple()));
+        // The staging file is named after the object key it will be stored under, which is
+        // what lets start-up recovery find an interrupted ingest (see `recover_staging`).
+        let key = ObjectKey::generate();
+        let path = self.staging_dir.join(format!("{}.part", key.id()));
         let file = File::options()
             .write(true)
             .create_new(true)
             .open(&path)
             .map_err(|e| StoreError::io("cannot create a staging file", &path, e))?;
         let mut staged = StagedObject {
+            key,
             path,
             file: Some(std::io::BufWriter::with_capacity(256 * 1024, file)),
             hasher: Sha256::new(),
@@ -238,7 +253,7 @@ impl Archive {
 
     async fn archive_checked(
         &self,
-        mut staged: StagedObject,
+        staged: StagedObject,
         attrs: IndexedAttributes,
         hash: String,
         source: &Source,
@@ -249,19 +264,16 @@ impl Archive {
                 .handle_known(staged, existing.content_hash, hash, source)
                 .await;
         }
-        let key = ObjectKey::generate();
+        let key = staged.key.clone();
         let size = staged.total_len() as i64;
-        let dataset_offset = staged.dataset_offset as i64;
-        let ts = staged.declared.transfer_syntax_uid.clone();
         let study_uid = attrs.study_instance_uid.clone();
-        let path = staged.take_path();
-        self.put_staged(&key, &path).await?;
+        self.objects.put_file(&key, &staged.path).await?;
         let new = NewInstance {
             attrs,
-            transfer_syntax_uid: ts.clone(),
+            transfer_syntax_uid: staged.declared.transfer_syntax_uid.clone(),
             object_key: key.clone(),
             size_bytes: size,
-            dataset_offset,
+            dataset_offset: staged.dataset_offset as i64,
             content_hash: hash.clone(),
             clinic_id: source.clinic_id,
             clinic_name: source.clinic_name.clone(),
@@ -272,41 +284,20 @@ impl Archive {
             Ok(()) => {
                 metrics::counter!("pacs_instances_stored_total").increment(1);
                 metrics::counter!("pacs_bytes_stored_total").increment(size as u64);
+                drop(staged);
                 Ok(IngestOutcome::Stored {
                     study_instance_uid: study_uid,
                 })
             }
             Err(StoreError::AlreadyExists(_)) => {
-                // Another association indexed the same UID between our lookup and insert.
+                // Another association indexed the same UID between our look-up and insert.
                 let existing = self.index.find_instance(&sop_uid).await?;
                 match existing {
                     Some(e) if e.content_hash == hash => {
                         self.delete_quietly(&key).await;
                         Ok(IngestOutcome::Duplicate)
                     }
-                    _ => {
-                        self.index
-                            .insert_conflict(NewConflict {
-                                sop_instance_uid: sop_uid,
-                                object_key: key.clone(),
-                                content_hash: hash,
-                                size_bytes: size,
-                                dataset_offset,
-                                transfer_syntax_uid: ts,
-                                clinic_id: source.clinic_id,
-                                source_ae: source.ae_title.clone(),
-                                received_at: now_micros(),
-                            })
-                            .await
-                            .inspect_err(|_| {
-                                let objects = self.objects.clone();
-                                let key = key.clone();
-                                tokio::spawn(async move { objects.delete(&key).await });
-                            })?;
-                        Ok(IngestOutcome::ConflictKept {
-                            object_key: key.to_string(),
-                        })
-                    }
+                    _ => self.record_conflict(staged, hash, source).await,
                 }
             }
             Err(e) => {
@@ -323,28 +314,33 @@ impl Archive {
         hash: String,
         source: &Source,
     ) -> Result<IngestOutcome, IngestError> {
-        let sop_uid = staged.declared.sop_instance_uid.clone();
-        if existing_hash == hash || self.index.has_conflict_copy(&sop_uid, &hash).await? {
+        let sop_uid = &staged.declared.sop_instance_uid;
+        if existing_hash == hash || self.index.has_conflict_copy(sop_uid, &hash).await? {
             metrics::counter!("pacs_instances_duplicate_total").increment(1);
-            drop(staged);
             return Ok(IngestOutcome::Duplicate);
         }
-        let key = ObjectKey::generate();
-        let size = staged.total_len() as i64;
-        let dataset_offset = staged.dataset_offset as i64;
-        let ts = staged.declared.transfer_syntax_uid.clone();
-        let mut staged = staged;
-        let path = staged.take_path();
-        self.put_staged(&key, &path).await?;
+        self.objects.put_file(&staged.key, &staged.path).await?;
+        self.record_conflict(staged, hash, source).await
+    }
+
+    /// Indexes an already stored object as a conflict copy of a known SOP Instance UID.
+    async fn record_conflict(
+        &self,
+        staged: StagedObject,
+        hash: String,
+        source: &Source,
+    ) -> Result<IngestOutcome, IngestError> {
+        let key = staged.key.clone();
+        let sop_uid = staged.declared.sop_instance_uid.clone();
         let r = self
             .index
             .insert_conflict(NewConflict {
                 sop_instance_uid: sop_uid.clone(),
                 object_key: key.clone(),
                 content_hash: hash,
-                size_bytes: size,
-                dataset_offset,
-                transfer_syntax_uid: ts,
+                size_bytes: staged.total_len() as i64,
+                dataset_offset: staged.dataset_offset as i64,
+                transfer_syntax_uid: staged.declared.transfer_syntax_uid.clone(),
                 clinic_id: source.clinic_id,
                 source_ae: source.ae_title.clone(),
                 received_at: now_micros(),
@@ -362,15 +358,6 @@ impl Archive {
         })
     }
 
-    /// Moves a staging file into the object store; the staging file is gone either way.
-    async fn put_staged(&self, key: &ObjectKey, path: &Path) -> Result<()> {
-        let r = self.objects.put_file(key, path).await;
-        if r.is_err() {
-            let _ = std::fs::remove_file(path);
-        }
-        r
-    }
-
     async fn delete_quietly(&self, key: &ObjectKey) {
         if let Err(e) = self.objects.delete(key).await {
             tracing::error!(object_key = %key, error = %e, "could not remove an object after a failed index insert; `pacs check --repair` will");
@@ -378,7 +365,8 @@ impl Archive {
     }
 
     /// Archives a DICOM Part 10 file (for `pacs import`): same checks and durability as a
-    /// C-STORE; the file's own bytes, meta group included, are kept.
+    /// C-STORE; the file's own bytes are kept, meta group included, except the 128-byte
+    /// preamble, which is stored zeroed.
     pub async fn import_file(
         &self,
         path: &Path,
@@ -395,6 +383,9 @@ impl Archive {
             let mut head = vec![0u8; meta.dataset_offset as usize];
             f.read_exact(&mut head)
                 .map_err(|e| StoreError::io("cannot read", &path, e))?;
+            // The preamble is free-form and has carried executables (PE/ELF polyglots,
+            // CVE-2019-11687): it is not part of the data set, so it is stored zeroed.
+            head[..128].fill(0);
             let mut staged = this.stage_with_head(
                 &head,
                 Declared {
@@ -424,6 +415,8 @@ impl Archive {
 /// An object being received into the staging area. Dropping it removes the staging file.
 #[derive(Debug)]
 pub struct StagedObject {
+    /// The object key this object will be stored under.
+    key: ObjectKey,
     path: PathBuf,
     file: Option<std::io::BufWriter<File>>,
     hasher: Sha256,
@@ -508,18 +501,11 @@ impl StagedObject {
             other => IngestError::CannotUnderstand(other),
         })
     }
-
-    /// Hands the path over to the object store (which consumes the file).
-    fn take_path(&mut self) -> PathBuf {
-        std::mem::take(&mut self.path)
-    }
 }
 
 impl Drop for StagedObject {
     fn drop(&mut self) {
         self.file = None;
-        if !self.path.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        let _ = std::fs::remove_file(&self.path);
     }
 }

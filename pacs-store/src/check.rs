@@ -43,6 +43,15 @@ impl CheckReport {
 /// staging leftovers. Hash mismatches are never "repaired": they need a person.
 pub async fn check(archive: &Archive, repair: bool) -> Result<CheckReport> {
     let mut report = CheckReport::default();
+    if repair {
+        // Interrupted ingests first, exactly as the server does when it starts.
+        let n = archive.recover_staging().await?;
+        if n > 0 {
+            report.repairs.push(format!(
+                "recovered {n} interrupted ingest(s) from the staging area"
+            ));
+        }
+    }
     let locations = archive.index().all_object_locations().await?;
     let stored: HashSet<String> = archive
         .objects()

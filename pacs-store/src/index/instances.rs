@@ -123,6 +123,35 @@ impl Index {
         .transpose()
     }
 
+    /// The patient an instance belongs to: (issuer, patient ID, name as DICOM groups).
+    pub async fn patient_of_instance(
+        &self,
+        sop_instance_uid: &str,
+    ) -> Result<Option<(String, String, Option<String>)>> {
+        let row = sqlx::query(
+            "SELECT p.issuer, p.patient_id, p.patient_name FROM instances i \
+             JOIN studies s ON s.id = i.study_ref JOIN patients p ON p.id = s.patient_ref \
+             WHERE i.sop_instance_uid = $1",
+        )
+        .bind(sop_instance_uid)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .transpose()
+    }
+
+    /// Whether any index row (instance or conflict copy) refers to this object.
+    pub async fn object_key_indexed(&self, key: &ObjectKey) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 FROM instances WHERE object_key = $1 \
+             UNION ALL SELECT 1 FROM instance_conflicts WHERE object_key = $1",
+        )
+        .bind(key.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// Whether a conflict copy with this content is already kept for the UID.
     pub async fn has_conflict_copy(
         &self,
