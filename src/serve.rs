@@ -176,7 +176,8 @@ async fn load_demo(archive: &Archive, settings: &Settings) -> anyhow::Result<()>
         clinic_name: Some(reg.clinic_name.clone()),
         ae_title: Some(DEMO_AE_TITLE.into()),
     };
-    let s = crate::commands::import_paths(archive, &[dir.clone()], &source, true).await?;
+    let s =
+        crate::commands::import_paths(archive, std::slice::from_ref(&dir), &source, true).await?;
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "pacs: demo       {} sample files: {} new, {} already there; clinic {:?} sends as AE {} (e.g. storescu -aec {} -aet {} 127.0.0.1 {} FILE)",

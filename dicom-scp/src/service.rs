@@ -12,7 +12,7 @@ use crate::uid::is_valid_uid;
 /// Where the data set of the current request goes.
 enum Sink {
     /// Streamed into the archive's staging area.
-    Store(StagedObject),
+    Store(Box<StagedObject>),
     /// Read and dropped; the request is answered with this failure once it is complete.
     Drain { status: u16, comment: String },
 }
@@ -172,7 +172,7 @@ where
             }
             let (st, comment) = match sink {
                 Sink::Drain { status, comment } => (status, Some(comment)),
-                Sink::Store(staged) => finish_store(staged, archive, source).await,
+                Sink::Store(staged) => finish_store(*staged, archive, source).await,
             };
             count_request("C-STORE", st);
             let rsp = dimse::response(&cmd, command_field::C_STORE_RSP, st, comment.as_deref());
@@ -291,7 +291,7 @@ fn open_store_sink(
     };
     match tokio::task::block_in_place(|| archive.stage_network(&declared, Some(&assoc.calling_ae)))
     {
-        Ok(staged) => Sink::Store(staged),
+        Ok(staged) => Sink::Store(Box::new(staged)),
         Err(e) => {
             tracing::error!(error = %e, "cannot open a staging file");
             let status = if e.is_out_of_resources() {

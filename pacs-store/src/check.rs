@@ -151,16 +151,15 @@ async fn reindex_orphan(
     std::fs::write(&tmp, &bytes).map_err(|e| StoreError::io("cannot write", &tmp, e))?;
     let meta = crate::header::read_file_meta(&mut std::io::Cursor::new(&bytes[..]));
     let mut source = Source::default();
-    if let Some(ae) = meta.ok().and_then(|m| m.source_ae_title) {
-        if let Ok(ae) = AeTitle::parse(&ae) {
-            if let Some(reg) = archive.index().find_ae(&ae).await? {
-                source = Source {
-                    clinic_id: Some(reg.clinic_id),
-                    clinic_name: Some(reg.clinic_name),
-                    ae_title: Some(ae.to_string()),
-                };
-            }
-        }
+    if let Some(ae) = meta.ok().and_then(|m| m.source_ae_title)
+        && let Ok(ae) = AeTitle::parse(&ae)
+        && let Some(reg) = archive.index().find_ae(&ae).await?
+    {
+        source = Source {
+            clinic_id: Some(reg.clinic_id),
+            clinic_name: Some(reg.clinic_name),
+            ae_title: Some(ae.to_string()),
+        };
     }
     let outcome = archive.import_file(&tmp, &source).await;
     let _ = std::fs::remove_file(&tmp);

@@ -146,6 +146,14 @@ pub fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
+impl Index {
+    /// A trivial query, for health checks.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").fetch_one(self.pool()).await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,13 +165,5 @@ mod tests {
             "postgres://pacs:***@127.0.0.1:5432/pacs"
         );
         assert_eq!(redact_url("sqlite:./x.db"), "sqlite:./x.db");
-    }
-}
-
-impl Index {
-    /// A trivial query, for health checks.
-    pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").fetch_one(self.pool()).await?;
-        Ok(())
     }
 }

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine or an old one:
+#   1. installs what the tests need when missing: dcmtk, PostgreSQL, OpenJPEG tools, curl
+#      (Debian packages), pynetdicom + pydicom (PyPI), Garage (crates.io, built once and
+#      cached in ~/.cargo/bin: ~15-20 min the first time);
+#   2. starts a private PostgreSQL and a single-node Garage on free loopback ports;
+#   3. runs formatting and lint checks, then every test (unit, contract, end-to-end);
+#   4. stops what it started.
+# Nothing is skipped: a test whose peer is missing fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+
+# --- 1. install ------------------------------------------------------------------------
+need_apt=()
+[[ -x /usr/bin/storescu && -x /usr/bin/dcmsend && -x /usr/bin/dcmdump ]] || need_apt+=(dcmtk)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
+command -v opj_decompress >/dev/null || need_apt+=(libopenjp2-tools)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+command -v cc >/dev/null || need_apt+=(build-essential)
+if [[ ${#need_apt[@]} -gt 0 ]]; then
+  log "installing Debian packages: ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import pynetdicom, pydicom' 2>/dev/null; then
+  log "installing pynetdicom and pydicom"
+  python3 -m pip install --quiet 'pynetdicom==3.0.4' 'pydicom==3.0.2' \
+    || python3 -m pip install --quiet --break-system-packages 'pynetdicom==3.0.4' 'pydicom==3.0.2'
+fi
+
+GARAGE_BIN="$(command -v garage || true)"
+[[ -n "$GARAGE_BIN" ]] || GARAGE_BIN="$HOME/.cargo/bin/garage"
+if [[ ! -x "$GARAGE_BIN" ]] || ! "$GARAGE_BIN" --version 2>/dev/null | grep -q 'cargo:2\.'; then
+  log "building Garage 2.5.0 (S3 server for the tests; once, then cached in ~/.cargo/bin)"
+  cargo install garage --version 2.5.0 --locked --quiet
+fi
+
+# --- 2. services -----------------------------------------------------------------------
+WORK=$(mktemp -d /tmp/pacs-test.XXXXXX)
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+PG_DIR="$WORK/pg"
+GARAGE_DIR="$WORK/garage"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+as_pg() {
+  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+cleanup() {
+  set +e
+  if [[ -f "$PG_DIR/data/postmaster.pid" ]]; then as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1; fi
+  if [[ -f "$GARAGE_DIR/garage.pid" ]]; then kill "$(cat "$GARAGE_DIR/garage.pid")" 2>/dev/null; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+log "starting PostgreSQL ($PG_BIN) on a private port"
+mkdir -p "$PG_DIR"
+if [[ $(id -u) -eq 0 ]]; then chown postgres "$PG_DIR"; chmod 755 "$WORK"; fi
+as_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U pacs >/dev/null
+PG_PORT=$(free_port)
+as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w -t 60 \
+  -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
+export PACS_TEST_POSTGRES_URL="postgres://pacs@127.0.0.1:$PG_PORT/postgres"
+
+log "starting Garage (S3 with signature checks) on a private port"
+eval "$(scripts/garage-start.sh "$GARAGE_DIR" PACS_TEST_S3)"
+
+# --- 3. checks and tests ---------------------------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all --check
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+log "cargo test (unit, contract and end-to-end tests)"
+cargo test --workspace --all-targets 2>&1
