@@ -117,12 +117,27 @@ pub async fn import_paths(
     };
     let mut summary = ImportSummary::default();
     for f in &files {
-        let r = archive.import_file(f, source).await;
-        summary.record(f, r);
+        if is_part10(f) {
+            let r = archive.import_file(f, source).await;
+            summary.record(f, r);
+        } else {
+            summary.skipped.push(f.clone());
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
     Ok(summary)
+}
+
+/// Whether a file starts like a DICOM Part 10 file (`DICM` after the preamble). Folders
+/// hold other files too (DICOMDIR is DICOM; notes, scans of request forms are not).
+fn is_part10(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 132];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map(|_| &head[128..132] == b"DICM")
+        .unwrap_or(false)
 }
 
 #[derive(Debug, Default)]
@@ -131,6 +146,8 @@ pub struct ImportSummary {
     pub duplicates: usize,
     pub conflicts: usize,
     pub refused: Vec<(PathBuf, String)>,
+    /// Files that are not DICOM Part 10 files at all.
+    pub skipped: Vec<PathBuf>,
 }
 
 impl ImportSummary {
@@ -163,14 +180,21 @@ async fn import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCod
     };
     let s = import_paths(&archive, &args.paths, &source, args.quiet).await?;
     println!(
-        "imported {} new instances, {} already archived, {} kept as conflicts, {} refused",
+        "imported {} new instances, {} already archived, {} kept as conflicts, {} refused, {} skipped",
         s.stored,
         s.duplicates,
         s.conflicts,
-        s.refused.len()
+        s.refused.len(),
+        s.skipped.len()
     );
     for (p, why) in &s.refused {
         println!("  refused {}: {why}", p.display());
+    }
+    for p in &s.skipped {
+        println!(
+            "  skipped {}: not a DICOM file (no DICM marker)",
+            p.display()
+        );
     }
     archive.index().close().await;
     Ok(if s.refused.is_empty() {

@@ -32,10 +32,6 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-    if demo {
-        load_demo(&archive, &settings).await?;
-    }
-
     let dicom = TcpListener::bind((settings.dicom_bind, settings.dicom_port))
         .await
         .with_context(|| {
@@ -54,6 +50,9 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         })?;
     let dicom_addr = dicom.local_addr()?;
     let http_addr = http.local_addr()?;
+    if demo {
+        load_demo(&archive, &settings, dicom_addr.port()).await?;
+    }
     if !settings.http_bind.is_loopback() {
         tracing::warn!(%http_addr, "HTTP listens beyond loopback without TLS: put it behind a TLS proxy");
     }
@@ -155,7 +154,7 @@ async fn ready_sweeper(index: Index, quiet: Duration, mut stop: watch::Receiver<
 }
 
 /// Registers the demo clinic and imports the synthetic sample studies.
-async fn load_demo(archive: &Archive, settings: &Settings) -> anyhow::Result<()> {
+async fn load_demo(archive: &Archive, settings: &Settings, dicom_port: u16) -> anyhow::Result<()> {
     let ae = AeTitle::parse(DEMO_AE_TITLE)?;
     let reg = match archive.index().find_ae(&ae).await? {
         Some(r) => r,
@@ -188,7 +187,7 @@ async fn load_demo(archive: &Archive, settings: &Settings) -> anyhow::Result<()>
         DEMO_AE_TITLE,
         settings.ae_title,
         DEMO_AE_TITLE,
-        settings.dicom_port
+        dicom_port
     );
     Ok(())
 }

@@ -112,7 +112,8 @@ pub fn decode(bytes: &[u8]) -> Result<Command, CommandError> {
                 cmd.command_field = us()?;
                 have_field = true;
             }
-            t if t == tags::MESSAGE_ID => {
+            // A request carries its Message ID, a response the ID it answers.
+            t if t == tags::MESSAGE_ID || t == tags::MESSAGE_ID_BEING_RESPONDED_TO => {
                 cmd.message_id = us()?;
                 have_id = true;
             }

@@ -171,7 +171,16 @@ where
                 return Ok(State::Data { pc, cmd, sink });
             }
             let (st, comment) = match sink {
-                Sink::Drain { status, comment } => (status, Some(comment)),
+                Sink::Drain { status, comment } => {
+                    tracing::warn!(
+                        ae = %assoc.calling_ae,
+                        sop_instance_uid = ?cmd.affected_sop_instance_uid,
+                        status = format!("{status:#06X}"),
+                        reason = %comment,
+                        "C-STORE refused"
+                    );
+                    (status, Some(comment))
+                }
                 Sink::Store(staged) => finish_store(*staged, archive, source).await,
             };
             count_request("C-STORE", st);

@@ -487,7 +487,7 @@ impl StagedObject {
             .map_err(|e| StoreError::io("cannot reopen a staging file", &self.path, e))?;
         f.seek(SeekFrom::Start(self.dataset_offset))
             .map_err(|e| StoreError::io("cannot read a staging file", &self.path, e))?;
-        header::scan_dataset(
+        header::scan_complete_dataset(
             BufReader::with_capacity(64 * 1024, f),
             &self.declared.transfer_syntax_uid,
         )

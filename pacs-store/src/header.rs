@@ -326,6 +326,34 @@ pub fn scan_dataset(
     r: impl Read,
     transfer_syntax_uid: &str,
 ) -> Result<IndexedAttributes, HeaderError> {
+    scan_with(r, transfer_syntax_uid, Extent::Header)
+}
+
+/// Like [`scan_dataset`], and also checks that the whole data set is structurally complete:
+/// Pixel Data of the declared length (or encapsulated fragments up to their delimiter) and
+/// every element after it, ending exactly at the end. What the archive acknowledges must
+/// not be a truncated image. Streams through the pixel data without keeping it.
+pub fn scan_complete_dataset(
+    r: impl Read,
+    transfer_syntax_uid: &str,
+) -> Result<IndexedAttributes, HeaderError> {
+    scan_with(r, transfer_syntax_uid, Extent::Whole)
+}
+
+/// How far a scan reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extent {
+    /// Up to Pixel Data.
+    Header,
+    /// To the end of the data set.
+    Whole,
+}
+
+fn scan_with(
+    r: impl Read,
+    transfer_syntax_uid: &str,
+    extent: Extent,
+) -> Result<IndexedAttributes, HeaderError> {
     let uid = transfer_syntax_uid.trim_matches(['\0', ' ']);
     let unsupported = || HeaderError::UnsupportedTransferSyntax(uid.to_owned());
     let ts = TransferSyntaxRegistry.get(uid).ok_or_else(unsupported)?;
@@ -336,9 +364,9 @@ pub fn scan_dataset(
     if matches!(ts.codec(), Codec::Dataset(_)) {
         // Deflated Explicit VR Little Endian (and JPIP Referenced Deflate): raw deflate.
         let inflated = flate2::read::DeflateDecoder::new(r);
-        Scanner::new(BufReader::new(inflated)).scan(enc)
+        Scanner::new(BufReader::new(inflated)).scan(enc, extent)
     } else {
-        Scanner::new(BufReader::new(r)).scan(enc)
+        Scanner::new(BufReader::new(r)).scan(enc, extent)
     }
 }
 
@@ -517,7 +545,7 @@ impl<R: BufRead> Scanner<R> {
         Ok(())
     }
 
-    fn scan(mut self, enc: Enc) -> Result<IndexedAttributes, HeaderError> {
+    fn scan(mut self, enc: Enc, extent: Extent) -> Result<IndexedAttributes, HeaderError> {
         let mut attrs = IndexedAttributes::default();
         let mut decoder = CharsetDecoder::default();
         let mut last: Option<Tag> = None;
@@ -530,7 +558,9 @@ impl<R: BufRead> Scanner<R> {
             last = Some(tag);
             if tag == tags::PIXEL_DATA {
                 attrs.has_pixel_data = true;
-                break;
+                if extent == Extent::Header {
+                    break;
+                }
             }
             if tag.0 == ITEM_GROUP {
                 return Err(self.malformed(format!("{tag} outside of a sequence")));
@@ -1046,6 +1076,41 @@ mod tests {
         w.u32(0);
         check_sample(&scan(&w.out, uids::JPEG_BASELINE8_BIT).unwrap());
         check_sample(&scan(&w.out, uids::JPEG2000).unwrap());
+    }
+
+    #[test]
+    fn complete_scan_refuses_truncated_pixel_data() {
+        let full = sample(true, false).out;
+        assert!(scan_complete_dataset(&full[..], EXPLICIT_LE).is_ok());
+        // Cut inside the pixel data value: the header scan is happy, the complete one not.
+        let cut = &full[..full.len() - 3];
+        assert!(scan(cut, EXPLICIT_LE).is_ok());
+        assert!(matches!(
+            scan_complete_dataset(cut, EXPLICIT_LE),
+            Err(HeaderError::Truncated { .. })
+        ));
+        // Trailing garbage after the data set is not an image either.
+        let mut junk = full.clone();
+        junk.extend_from_slice(&[0x08, 0x00, 0x10, 0x00, b'C', b'S', 2, 0, b'A', b'B']);
+        assert!(scan_complete_dataset(&junk[..], EXPLICIT_LE).is_err());
+        // Encapsulated fragments without their sequence delimiter.
+        let mut w = DsWriter::new(true, false);
+        required(&mut w);
+        study_series(&mut w);
+        w.header(tags::PIXEL_DATA, b"OB", UNDEFINED);
+        w.tag(ITEM);
+        w.u32(0);
+        w.tag(ITEM);
+        w.u32(4);
+        w.raw(&[1, 2, 3, 4]);
+        let open = w.out.clone();
+        assert!(matches!(
+            scan_complete_dataset(&open[..], EXPLICIT_LE),
+            Err(HeaderError::Truncated { .. })
+        ));
+        w.tag(SEQUENCE_DELIMITATION_ITEM);
+        w.u32(0);
+        assert!(scan_complete_dataset(&w.out[..], EXPLICIT_LE).is_ok());
     }
 
     #[test]

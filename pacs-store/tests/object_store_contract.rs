@@ -304,6 +304,9 @@ fn s3_config_from_env() -> Option<S3Config> {
         secret_key: next(),
         path_style: std::env::var("PACS_TEST_S3_PATH_STYLE")
             .map_or(true, |v| v != "false" && v != "0"),
+        // A prefix of its own: other tests share the bucket, and the prefix mapping is part
+        // of the contract (keys come back from `list` without it).
+        prefix: Some(format!("contract-{}", uuid::Uuid::new_v4().simple())),
     })
 }
 
@@ -322,6 +325,7 @@ async fn s3_connect_to_nothing_fails_clearly() {
         access_key: "GK0123456789abcdef01234567".into(),
         secret_key: "0123456789abcdef0123456789abcdef".into(),
         path_style: true,
+        prefix: None,
     };
     let started = std::time::Instant::now();
     let msg = S3ObjectStore::connect(&cfg)

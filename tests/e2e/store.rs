@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::per_backend;
@@ -178,6 +177,7 @@ fn every_sample_through_every_peer(backend: Backend) {
         "{}",
         run.stderr
     );
+    assert!(run.exit.success(), "pynetdicom sender: {}", run.stderr);
     assert_eq!(run.results.len(), files.len());
     for r in &run.results {
         assert_eq!(
@@ -344,23 +344,11 @@ fn kill_9_loses_nothing_acknowledged(backend: Backend) {
     let data = tempfile::tempdir().unwrap();
     let batches = ct_batches(data.path(), SENDERS, PER_SENDER);
     let server = archive.start();
-    let port = server.dicom_port.to_string();
+    let port = server.dicom_port;
     let senders: Vec<_> = batches
         .iter()
         .map(|files| {
-            let mut c = Command::new("python3");
-            c.arg(repo_root().join("tests/peers/store_scu.py"))
-                .args([
-                    "--port",
-                    &port,
-                    "--aet",
-                    "CRASHER",
-                    "--aec",
-                    "REGIONAL_PACS",
-                    "--timeout",
-                    "10",
-                ])
-                .args(files);
+            let c = store_scu_command(port, "CRASHER", files, &["--timeout", "10"]);
             std::thread::spawn(move || run_bounded(c, Duration::from_secs(120)))
         })
         .collect();
@@ -415,3 +403,73 @@ fn kill_9_loses_nothing_acknowledged(backend: Backend) {
     assert_eq!(archive.staging_files(), 0, "staging cleaned at start");
 }
 per_backend!(kill_9_loses_nothing_acknowledged);
+
+/// The same SOP Instance UID again: identical bytes are a success without a second copy;
+/// different bytes get a warning, the first copy stays the instance and the new one is
+/// kept as a conflict copy — never a silent overwrite.
+#[test]
+fn resent_instance_is_deduplicated_and_a_different_one_is_kept_aside() {
+    let archive = TestArchive::new(Backend::SqliteFiles);
+    archive.add_clinic("Clinic A", "RESENDER", None);
+    let original = sample_dir().join("ct_01.dcm");
+    let uid = sop_instance_uid(&original);
+    let dir = tempfile::tempdir().unwrap();
+    let changed = dir.path().join("ct_01_changed.dcm");
+    let mut bytes = std::fs::read(&original).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01; // one pixel bit differs
+    std::fs::write(&changed, &bytes).unwrap();
+
+    let server = archive.start();
+    let first = pynetdicom_store(
+        server.dicom_port,
+        "RESENDER",
+        &[original.clone(), original.clone()],
+        &[],
+    );
+    assert_eq!(
+        first.results.iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![Some(0), Some(0)]
+    );
+    assert_eq!(archive.instance_count(), 1);
+
+    let second = pynetdicom_store(
+        server.dicom_port,
+        "RESENDER",
+        &[changed.clone(), changed.clone()],
+        &[],
+    );
+    assert_eq!(
+        second.results[0].status,
+        Some(0xB000),
+        "{:?}",
+        second.results[0].comment
+    );
+    assert!(
+        second.results[0]
+            .comment
+            .as_deref()
+            .unwrap_or("")
+            .contains("first copy kept")
+    );
+    assert_eq!(
+        second.results[1].status,
+        Some(0),
+        "the same conflicting copy again is a duplicate"
+    );
+    let stats = archive.stats();
+    assert_eq!(stats["instances"], 1);
+    assert_eq!(stats["conflicts"], 1);
+    let stored = archive.stored(&uid).unwrap();
+    assert!(
+        stored.dataset == dataset_bytes(&std::fs::read(&original).unwrap()),
+        "first copy kept"
+    );
+    drop(server);
+    let check = archive.pacs(&["check"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}

@@ -575,22 +575,13 @@ pub fn parse_scu_output(stdout: &[u8]) -> (Option<String>, Vec<StoreResult>) {
     (association, results)
 }
 
-/// Runs the pynetdicom sender (tests/peers/store_scu.py).
+/// Runs the pynetdicom sender (tests/peers/store_scu.py): each file's data set as it is in
+/// the file, in its own transfer syntax.
 pub fn pynetdicom_store(port: u16, aet: &str, files: &[PathBuf], extra: &[&str]) -> ScuRun {
-    let mut c = Command::new("python3");
-    c.arg(repo_root().join("tests/peers/store_scu.py"))
-        .args([
-            "--port",
-            &port.to_string(),
-            "--aet",
-            aet,
-            "--aec",
-            "REGIONAL_PACS",
-        ])
-        .args(extra)
-        .args(files)
-        .stdin(Stdio::null());
-    let out = run_bounded(c, Duration::from_secs(300));
+    let out = run_bounded(
+        store_scu_command(port, aet, files, extra),
+        Duration::from_secs(300),
+    );
     let (association, results) = parse_scu_output(&out.stdout);
     ScuRun {
         association,
@@ -603,37 +594,10 @@ pub fn pynetdicom_store(port: u16, aet: &str, files: &[PathBuf], extra: &[&str])
 // ---------------------------------------------------------------------------------
 // Helpers for bad_input.rs and cli.rs.
 
-/// Like [`pynetdicom_store`], but pynetdicom sends each file's data set bytes exactly as
-/// they are in the file (its chunked mode, `STORE_SEND_CHUNKED_DATASET`): without it,
-/// pynetdicom decodes the file with pydicom and encodes it again, which repairs or
-/// rejects malformed data sets before they reach the server. UIDs come from the meta group.
-pub fn pynetdicom_store_raw(port: u16, aet: &str, files: &[PathBuf], extra: &[&str]) -> ScuRun {
-    let out = run_bounded(
-        raw_store_command(port, aet, files, extra),
-        Duration::from_secs(300),
-    );
-    let (association, results) = parse_scu_output(&out.stdout);
-    ScuRun {
-        association,
-        results,
-        exit: out.status,
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
-}
-
-/// The command behind [`pynetdicom_store_raw`] (tests/peers/store_scu.py in chunked mode),
-/// for tests that need to watch it while it runs.
-pub fn raw_store_command(port: u16, aet: &str, files: &[PathBuf], extra: &[&str]) -> Command {
-    const BOOT: &str = "import runpy, sys\n\
-        from pynetdicom import _config\n\
-        _config.STORE_SEND_CHUNKED_DATASET = True\n\
-        script = sys.argv[1]\n\
-        sys.argv = sys.argv[1:]\n\
-        runpy.run_path(script, run_name='__main__')\n";
+/// The command line of tests/peers/store_scu.py, for tests that watch it while it runs.
+pub fn store_scu_command(port: u16, aet: &str, files: &[PathBuf], extra: &[&str]) -> Command {
     let mut c = Command::new("python3");
-    c.arg("-c")
-        .arg(BOOT)
-        .arg(repo_root().join("tests/peers/store_scu.py"))
+    c.arg(repo_root().join("tests/peers/store_scu.py"))
         .args([
             "--port",
             &port.to_string(),

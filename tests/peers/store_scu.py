@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """A scripted C-STORE SCU (pynetdicom) for the end-to-end tests.
 
-Sends each file's data set as it is in the file (pynetdicom sends a file path without
-decoding it), proposing exactly the file's own SOP class and transfer syntax. Prints one
+Sends each file's data set bytes exactly as they are in the file (pynetdicom's chunked
+mode, STORE_SEND_CHUNKED_DATASET: without it pynetdicom decodes the file with pydicom and
+encodes it again, which changes bytes and repairs or rejects malformed data sets before
+they reach the server), proposing exactly the file's own SOP class and transfer syntax. Prints one
 JSON line per file, flushed at once, so a test can tell which stores were acknowledged
 even if the server dies mid-run:
 
@@ -16,8 +18,10 @@ import json
 import sys
 
 from pydicom.filereader import read_file_meta_info
-from pynetdicom import AE, build_context
+from pynetdicom import AE, _config, build_context
 from pynetdicom.sop_class import Verification
+
+_config.STORE_SEND_CHUNKED_DATASET = True
 
 
 def emit(**kw):
