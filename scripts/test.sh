@@ -79,4 +79,12 @@ cargo fmt --all --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 log "cargo test (unit, contract and end-to-end tests)"
-cargo test --workspace --all-targets 2>&1
+set +e
+cargo test --workspace --all-targets 2>&1 | tee "$WORK/test.log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (cargo prints one per test binary, the last of which
+# may be a binary without tests).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+     END { printf "\n%d passed, %d failed\n", p, f }' "$WORK/test.log"
+exit "$status"

@@ -2,10 +2,9 @@
 
 use dicom_ul::pdu::{AbortRQServiceProviderReason, PDataValueType, Pdu};
 use pacs_store::archive::{Archive, Declared, IngestError, IngestOutcome, Source, StagedObject};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-use crate::association::{Established, LinkError, PduStream, pdu_name};
+use crate::association::{Established, LinkError, PduStream, Transport, pdu_name};
 use crate::dimse::{self, Command, command_field, status};
 use crate::uid::is_valid_uid;
 
@@ -49,7 +48,7 @@ pub(crate) async fn serve<S>(
     mut shutdown: watch::Receiver<bool>,
 ) -> Ending
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: Transport,
 {
     let source = Source {
         clinic_id: Some(assoc.clinic_id),
@@ -133,7 +132,7 @@ async fn step<S>(
     link: &mut PduStream<S>,
 ) -> Result<State, String>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: Transport,
 {
     let pc = pdv.presentation_context_id;
     let kind = pdv.value_type.clone();
@@ -211,7 +210,7 @@ async fn command_fragment<S>(
     link: &mut PduStream<S>,
 ) -> Result<State, String>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    S: Transport,
 {
     if buf.len() + pdv.data.len() > dimse::MAX_COMMAND_LEN {
         return Err("command set too large".into());

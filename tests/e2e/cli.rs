@@ -243,11 +243,11 @@ fn check_finds_and_repairs_damage() {
     // Orphans: a second copy of A, and B's object back under a new key (as after a crash
     // between storing and indexing).
     let dup_key = format!(
-        "objects/ab/cd/abcd{}.dcm",
+        "objects/ab/abcd{}.dcm",
         &uuid::Uuid::new_v4().simple().to_string()[4..]
     );
     let b_key = format!(
-        "objects/ef/01/ef01{}.dcm",
+        "objects/ef/ef01{}.dcm",
         &uuid::Uuid::new_v4().simple().to_string()[4..]
     );
     for (k, bytes) in [(&dup_key, &original_a), (&b_key, &original_b)] {

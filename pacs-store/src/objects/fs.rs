@@ -37,6 +37,25 @@ impl FsObjectStore {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| StoreError::io("cannot create object store directory", dir, e))?;
             }
+            // The 256 fan-out directories, once (see `ObjectKey`); one fsync makes them durable.
+            let mut created = false;
+            for i in 0..=255u8 {
+                let dir = objects.join(format!("{i:02x}"));
+                match std::fs::create_dir(&dir) {
+                    Ok(()) => created = true,
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                    Err(e) => {
+                        return Err(StoreError::io(
+                            "cannot create object store directory",
+                            &dir,
+                            e,
+                        ));
+                    }
+                }
+            }
+            if created {
+                fsync_dir(&objects)?;
+            }
             // Make the two entries durable: a store whose directories vanish after a crash
             // would look empty rather than broken.
             fsync_dir(&root)?;

@@ -16,14 +16,18 @@ use futures::stream::BoxStream;
 
 use crate::error::StoreError;
 
-/// A server-generated object key such as `objects/3f/9a/3f9a…e1.dcm`.
+/// A server-generated object key such as `objects/3f/3f9a…e1.dcm`.
+///
+/// One level of 256 directories: created once when a filesystem store opens, so storing an
+/// object never creates a directory (which would cost extra fsyncs); ext4's hashed
+/// directories keep tens of thousands of entries per directory fast.
 ///
 /// Only `[0-9a-f/.]` characters: safe as a file path below the store root and as an S3 key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObjectKey(String);
 
 impl ObjectKey {
-    /// A fresh random key (UUID v4), fanned out over two directory levels.
+    /// A fresh random key (UUID v4), fanned out over 256 directories.
     pub fn generate() -> Self {
         Self::from_id(&uuid::Uuid::new_v4().simple().to_string())
             .expect("a simple UUID is a valid id")
@@ -34,12 +38,7 @@ impl ObjectKey {
         if id.len() != 32 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(StoreError::InvalidObjectKey(id.to_owned()));
         }
-        Ok(ObjectKey(format!(
-            "objects/{}/{}/{}.dcm",
-            &id[0..2],
-            &id[2..4],
-            id
-        )))
+        Ok(ObjectKey(format!("objects/{}/{}.dcm", &id[0..2], id)))
     }
 
     /// The id part of the key (the file stem).
