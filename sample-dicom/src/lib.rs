@@ -476,6 +476,37 @@ pub(crate) fn code_item(value: &str, scheme: &str, meaning: &str) -> InMemDicomO
 }
 
 /// Decimal String formatting: at most 6 decimals, no trailing zeros.
+/// Image Plane module of an axial slice centred on the isocentre, plus the frame of
+/// reference (shared by the CT and MR generators).
+pub(crate) fn axial_plane(
+    ds: &mut Ds,
+    spec: &StudySpec,
+    series_number: u32,
+    rows: u16,
+    cols: u16,
+    spacing: f64,
+    z: f64,
+) {
+    let x0 = fmt_ds(-(spacing * cols as f64) / 2.0 + spacing / 2.0);
+    let y0 = fmt_ds(-(spacing * rows as f64) / 2.0 + spacing / 2.0);
+    let zs = fmt_ds(z);
+    ds.strs(tags::IMAGE_POSITION_PATIENT, VR::DS, &[&x0, &y0, &zs]);
+    ds.strs(
+        tags::IMAGE_ORIENTATION_PATIENT,
+        VR::DS,
+        &["1", "0", "0", "0", "1", "0"],
+    );
+    ds.str(
+        tags::FRAME_OF_REFERENCE_UID,
+        VR::UI,
+        &spec.frame_of_reference_uid(series_number),
+    );
+    ds.empty(tags::POSITION_REFERENCE_INDICATOR, VR::LO);
+    ds.str(tags::SLICE_LOCATION, VR::DS, &zs);
+    let sp = fmt_ds(spacing);
+    ds.strs(tags::PIXEL_SPACING, VR::DS, &[&sp, &sp]);
+}
+
 pub(crate) fn fmt_ds(v: f64) -> String {
     let s = format!("{v:.6}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
@@ -526,28 +557,7 @@ pub(crate) fn ct_slice(
     ds.str(tags::X_RAY_TUBE_CURRENT, VR::IS, "200");
     ds.str(tags::CONVOLUTION_KERNEL, VR::SH, "STANDARD");
     ds.str(tags::PATIENT_POSITION, VR::CS, "HFS");
-    let x0 = -(spacing * cols as f64) / 2.0 + spacing / 2.0;
-    let y0 = -(spacing * rows as f64) / 2.0 + spacing / 2.0;
-    let pos = [fmt_ds(x0), fmt_ds(y0), fmt_ds(zpos)];
-    ds.strs(
-        tags::IMAGE_POSITION_PATIENT,
-        VR::DS,
-        &[&pos[0], &pos[1], &pos[2]],
-    );
-    ds.strs(
-        tags::IMAGE_ORIENTATION_PATIENT,
-        VR::DS,
-        &["1", "0", "0", "0", "1", "0"],
-    );
-    ds.str(
-        tags::FRAME_OF_REFERENCE_UID,
-        VR::UI,
-        &spec.frame_of_reference_uid(series.number),
-    );
-    ds.empty(tags::POSITION_REFERENCE_INDICATOR, VR::LO);
-    ds.str(tags::SLICE_LOCATION, VR::DS, &fmt_ds(zpos));
-    let sp = fmt_ds(spacing);
-    ds.strs(tags::PIXEL_SPACING, VR::DS, &[&sp, &sp]);
+    axial_plane(&mut ds, spec, series.number, rows, cols, spacing, zpos);
     ds.strs(tags::WINDOW_CENTER, VR::DS, &["40", "-600"]);
     ds.strs(tags::WINDOW_WIDTH, VR::DS, &["400", "1500"]);
     ds.strs(

@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 
 use crate::codec;
 use crate::{
-    Charset, Ds, Pixels, Projection, Series, StudySpec, code_item, ct_slice, fmt_ds, pdf, phantom,
-    projection_image, text_element,
+    Charset, Ds, Pixels, Projection, Series, StudySpec, axial_plane, code_item, ct_slice, fmt_ds,
+    pdf, phantom, projection_image, text_element,
 };
 
 /// Name of the manifest written next to the files.
@@ -517,24 +517,7 @@ fn mr_attributes(ds: &mut Ds, spec: &StudySpec, i: usize, rows: u16, cols: u16) 
     ds.str(tags::SPACING_BETWEEN_SLICES, VR::DS, &fmt_ds(gap));
     ds.str(tags::PATIENT_POSITION, VR::CS, "HFS");
     ds.str(tags::ACQUISITION_NUMBER, VR::IS, "1");
-    let x0 = fmt_ds(-(spacing * cols as f64) / 2.0 + spacing / 2.0);
-    let y0 = fmt_ds(-(spacing * rows as f64) / 2.0 + spacing / 2.0);
-    let zs = fmt_ds(z);
-    ds.strs(tags::IMAGE_POSITION_PATIENT, VR::DS, &[&x0, &y0, &zs]);
-    ds.strs(
-        tags::IMAGE_ORIENTATION_PATIENT,
-        VR::DS,
-        &["1", "0", "0", "0", "1", "0"],
-    );
-    ds.str(
-        tags::FRAME_OF_REFERENCE_UID,
-        VR::UI,
-        &spec.frame_of_reference_uid(1),
-    );
-    ds.empty(tags::POSITION_REFERENCE_INDICATOR, VR::LO);
-    ds.str(tags::SLICE_LOCATION, VR::DS, &zs);
-    let sp = fmt_ds(spacing);
-    ds.strs(tags::PIXEL_SPACING, VR::DS, &[&sp, &sp]);
+    axial_plane(ds, spec, 1, rows, cols, spacing, z);
     ds.str(tags::WINDOW_CENTER, VR::DS, "2000");
     ds.str(tags::WINDOW_WIDTH, VR::DS, "4000");
 }
