@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::pdu::{
@@ -88,19 +88,76 @@ impl<S: Transport> PduStream<S> {
 
     /// Reads the next PDU. A PDU longer than our maximum is an error (the caller aborts).
     pub async fn read(&mut self) -> Result<Pdu, LinkError> {
-        loop {
-            let mut cursor = std::io::Cursor::new(&self.read_buffer[..]);
-            match dicom_ul::pdu::read_pdu(&mut cursor, self.max_pdu, true) {
-                Ok(Some(pdu)) => {
-                    let used = cursor.position() as usize;
-                    let _ = self.read_buffer.split_to(used);
-                    return Ok(pdu);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(LinkError::Pdu(e.to_string())),
+        self.fill_pdu().await?;
+        let mut cursor = std::io::Cursor::new(&self.read_buffer[..]);
+        match dicom_ul::pdu::read_pdu(&mut cursor, self.max_pdu, true) {
+            Ok(Some(pdu)) => {
+                let used = cursor.position() as usize;
+                let _ = self.read_buffer.split_to(used);
+                Ok(pdu)
             }
-            // Cap how much we pull at once; a PDU never exceeds max_pdu + header anyway.
-            self.read_buffer.reserve(64 * 1024);
+            Ok(None) => Err(LinkError::Pdu("incomplete PDU".into())),
+            Err(e) => Err(LinkError::Pdu(e.to_string())),
+        }
+    }
+
+    /// Reads the next PDU during an association. P-DATA-TF is parsed here without copying:
+    /// each PDV's bytes are a slice of the receive buffer (dicom-ul's reader copies a PDU
+    /// twice, which showed in profiles of large images). Other PDUs go through dicom-ul.
+    pub async fn read_incoming(&mut self) -> Result<Incoming, LinkError> {
+        let total = self.fill_pdu().await?;
+        if self.read_buffer[0] != P_DATA_TF {
+            return self.read().await.map(Incoming::Other);
+        }
+        let mut pdu = self.read_buffer.split_to(total).freeze();
+        pdu.advance(PDU_HEADER_LEN);
+        let mut pdvs = Vec::with_capacity(1);
+        while pdu.has_remaining() {
+            if pdu.remaining() < 6 {
+                return Err(LinkError::Pdu(
+                    "truncated presentation data value item".into(),
+                ));
+            }
+            let item_len = pdu.get_u32() as usize;
+            if item_len < 2 || item_len > pdu.remaining() {
+                return Err(LinkError::Pdu(format!(
+                    "presentation data value item length {item_len} does not fit its PDU"
+                )));
+            }
+            let presentation_context_id = pdu.get_u8();
+            let header = pdu.get_u8();
+            let data = pdu.split_to(item_len - 2);
+            pdvs.push(Pdv {
+                presentation_context_id,
+                is_command: header & 0x01 != 0,
+                is_last: header & 0x02 != 0,
+                data,
+            });
+        }
+        Ok(Incoming::PData(pdvs))
+    }
+
+    /// Reads until one whole PDU is buffered; returns its length with the header. A PDU
+    /// announcing more than our maximum is refused before anything more is read.
+    async fn fill_pdu(&mut self) -> Result<usize, LinkError> {
+        loop {
+            if self.read_buffer.len() >= PDU_HEADER_LEN {
+                let b = &self.read_buffer;
+                let len = u32::from_be_bytes([b[2], b[3], b[4], b[5]]);
+                if len > self.max_pdu {
+                    return Err(LinkError::Pdu(format!(
+                        "incoming PDU of {len} bytes is larger than the maximum of {}",
+                        self.max_pdu
+                    )));
+                }
+                let total = PDU_HEADER_LEN + len as usize;
+                if self.read_buffer.len() >= total {
+                    return Ok(total);
+                }
+                self.read_buffer.reserve(total - self.read_buffer.len());
+            } else {
+                self.read_buffer.reserve(64 * 1024);
+            }
             let n = tokio::time::timeout(self.idle, self.stream.read_buf(&mut self.read_buffer))
                 .await
                 .map_err(|_| LinkError::IdleTimeout(self.idle))??;
@@ -159,6 +216,26 @@ impl<S: Transport> PduStream<S> {
     pub async fn close(&mut self) {
         let _ = self.stream.shutdown().await;
     }
+}
+
+const PDU_HEADER_LEN: usize = 6;
+const P_DATA_TF: u8 = 0x04;
+
+/// One presentation data value, its bytes shared with the receive buffer.
+#[derive(Debug, Clone)]
+pub struct Pdv {
+    pub presentation_context_id: u8,
+    /// Command (true) or data set (false) fragment.
+    pub is_command: bool,
+    pub is_last: bool,
+    pub data: bytes::Bytes,
+}
+
+/// A PDU received during an association.
+#[derive(Debug)]
+pub enum Incoming {
+    PData(Vec<Pdv>),
+    Other(Pdu),
 }
 
 /// What a caller may do, decided by the registry of AE titles.

@@ -1,10 +1,10 @@
 //! One established association: the DIMSE message loop (C-ECHO, C-STORE).
 
-use dicom_ul::pdu::{AbortRQServiceProviderReason, PDataValueType, Pdu};
+use dicom_ul::pdu::{AbortRQServiceProviderReason, Pdu};
 use pacs_store::archive::{Archive, Declared, IngestError, IngestOutcome, Source, StagedObject};
 use tokio::sync::watch;
 
-use crate::association::{Established, LinkError, PduStream, Transport, pdu_name};
+use crate::association::{Established, Incoming, LinkError, PduStream, Pdv, Transport, pdu_name};
 use crate::dimse::{self, Command, command_field, status};
 use crate::uid::is_valid_uid;
 
@@ -64,7 +64,7 @@ where
                 return Ending::ShutDown;
             }
             tokio::select! {
-                r = link.read() => r,
+                r = link.read_incoming() => r,
                 _ = shutdown.changed() => {
                     link.abort(AbortRQServiceProviderReason::ReasonNotSpecified).await;
                     return Ending::ShutDown;
@@ -72,7 +72,7 @@ where
             }
         } else {
             // Mid-request: finish it (bounded by the idle timeout) before honouring shutdown.
-            link.read().await
+            link.read_incoming().await
         };
         let pdu = match pdu {
             Ok(p) => p,
@@ -85,8 +85,8 @@ where
             }
         };
         match pdu {
-            Pdu::PData { data } => {
-                for pdv in data {
+            Incoming::PData(pdvs) => {
+                for pdv in pdvs {
                     if !assoc.contexts.contains_key(&pdv.presentation_context_id) {
                         let why = format!(
                             "P-DATA on presentation context {} that was not accepted",
@@ -106,13 +106,13 @@ where
                     };
                 }
             }
-            Pdu::ReleaseRQ => {
+            Incoming::Other(Pdu::ReleaseRQ) => {
                 let _ = link.write(&Pdu::ReleaseRP).await;
                 link.close().await;
                 return Ending::Released;
             }
-            Pdu::AbortRQ { .. } => return Ending::AbortedByPeer,
-            other => {
+            Incoming::Other(Pdu::AbortRQ { .. }) => return Ending::AbortedByPeer,
+            Incoming::Other(other) => {
                 let why = format!("unexpected {} during the association", pdu_name(&other));
                 link.abort(AbortRQServiceProviderReason::UnexpectedPdu)
                     .await;
@@ -125,7 +125,7 @@ where
 /// Feeds one PDV into the state machine. `Err` means a protocol violation: abort.
 async fn step<S>(
     state: State,
-    pdv: dicom_ul::pdu::PDataValue,
+    pdv: Pdv,
     assoc: &Established,
     archive: &Archive,
     source: &Source,
@@ -135,12 +135,9 @@ where
     S: Transport,
 {
     let pc = pdv.presentation_context_id;
-    let kind = pdv.value_type.clone();
-    match (state, kind) {
-        (State::Idle, PDataValueType::Command) => {
-            command_fragment(pc, Vec::new(), pdv, assoc, archive, link).await
-        }
-        (State::Command { pc: cpc, buf }, PDataValueType::Command) if cpc == pc => {
+    match (state, pdv.is_command) {
+        (State::Idle, true) => command_fragment(pc, Vec::new(), pdv, assoc, archive, link).await,
+        (State::Command { pc: cpc, buf }, true) if cpc == pc => {
             command_fragment(pc, buf, pdv, assoc, archive, link).await
         }
         (
@@ -149,7 +146,7 @@ where
                 cmd,
                 mut sink,
             },
-            PDataValueType::Data,
+            false,
         ) if dpc == pc => {
             if let Sink::Store(staged) = &mut sink {
                 let written = tokio::task::block_in_place(|| staged.write_dataset(&pdv.data));
@@ -189,9 +186,7 @@ where
                 .map_err(|e| e.to_string())?;
             Ok(State::Idle)
         }
-        (State::Idle, PDataValueType::Data) => {
-            Err("a data set fragment arrived without a command".into())
-        }
+        (State::Idle, false) => Err("a data set fragment arrived without a command".into()),
         (State::Command { .. }, _) => {
             Err("command fragments interleaved with other fragments".into())
         }
@@ -204,7 +199,7 @@ where
 async fn command_fragment<S>(
     pc: u8,
     mut buf: Vec<u8>,
-    pdv: dicom_ul::pdu::PDataValue,
+    pdv: Pdv,
     assoc: &Established,
     archive: &Archive,
     link: &mut PduStream<S>,

@@ -17,8 +17,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
-
 use crate::header::{self, HeaderError, IndexedAttributes};
 use crate::index::{Index, NewConflict, NewInstance, now_micros};
 use crate::objects::{ObjectKey, ObjectStore};
@@ -200,8 +198,10 @@ impl Archive {
             early_sync: None,
             unsynced: 0,
             path,
-            file: Some(std::io::BufWriter::with_capacity(256 * 1024, file)),
-            hasher: Sha256::new(),
+            // 64 KiB: data set fragments (up to the maximum PDU) are larger and bypass the
+            // buffer instead of being copied through it.
+            file: Some(std::io::BufWriter::with_capacity(64 * 1024, file)),
+            hasher: blake3::Hasher::new(),
             dataset_offset: head.len() as u64,
             dataset_len: 0,
             limit: self.max_object_size,
@@ -247,7 +247,7 @@ impl Archive {
                 attrs.sop_instance_uid, d.sop_instance_uid
             )));
         }
-        let hash = hex::encode(staged.hasher.clone().finalize());
+        let hash = staged.hasher.finalize().to_hex().to_string();
         let outcome = self.archive_checked(staged, attrs, hash, source).await;
         metrics::histogram!("pacs_ingest_seconds").record(started.elapsed().as_secs_f64());
         outcome
@@ -431,7 +431,9 @@ pub struct StagedObject {
     unsynced: u64,
     path: PathBuf,
     file: Option<std::io::BufWriter<File>>,
-    hasher: Sha256,
+    /// BLAKE3 of the data set bytes: as strong as SHA-256 for integrity and several times
+    /// faster (SHA-256 was a quarter of the server's CPU while receiving large images).
+    hasher: blake3::Hasher,
     dataset_offset: u64,
     dataset_len: u64,
     limit: u64,
@@ -524,23 +526,18 @@ impl StagedObject {
     }
 
     fn read_header(&self) -> Result<IndexedAttributes, IngestError> {
-        let mut f = File::open(&self.path)
+        let f = File::open(&self.path)
             .map_err(|e| StoreError::io("cannot reopen a staging file", &self.path, e))?;
-        f.seek(SeekFrom::Start(self.dataset_offset))
-            .map_err(|e| StoreError::io("cannot read a staging file", &self.path, e))?;
-        header::scan_complete_dataset(
-            BufReader::with_capacity(64 * 1024, f),
-            &self.declared.transfer_syntax_uid,
-        )
-        .map_err(|e| match e {
-            HeaderError::MissingAttribute(name) => IngestError::DoesNotMatch(format!(
-                "the data set lacks {name}, which every stored object needs"
-            )),
-            HeaderError::Io(io) => {
-                IngestError::Store(StoreError::io("cannot read a staging file", &self.path, io))
-            }
-            other => IngestError::CannotUnderstand(other),
-        })
+        header::scan_complete_file(f, self.dataset_offset, &self.declared.transfer_syntax_uid)
+            .map_err(|e| match e {
+                HeaderError::MissingAttribute(name) => IngestError::DoesNotMatch(format!(
+                    "the data set lacks {name}, which every stored object needs"
+                )),
+                HeaderError::Io(io) => {
+                    IngestError::Store(StoreError::io("cannot read a staging file", &self.path, io))
+                }
+                other => IngestError::CannotUnderstand(other),
+            })
     }
 }
 

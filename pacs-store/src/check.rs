@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 
 use futures::StreamExt;
-use sha2::{Digest, Sha256};
 
 use crate::ae_title::AeTitle;
 use crate::archive::{Archive, IngestOutcome, Source};
@@ -92,7 +91,7 @@ pub async fn check(archive: &Archive, repair: bool) -> Result<CheckReport> {
         let (hash, len) = hash_object(archive, &key, loc.dataset_offset as u64).await?;
         if hash != loc.content_hash || len != loc.size_bytes as u64 {
             report.hash_mismatches.push(format!(
-                "{} {}: expected sha256 {} and {} bytes, found {} and {} bytes",
+                "{} {}: expected BLAKE3 {} and {} bytes, found {} and {} bytes",
                 loc.sop_instance_uid, loc.object_key, loc.content_hash, loc.size_bytes, hash, len
             ));
             report.unrepaired += 1;
@@ -123,10 +122,10 @@ pub async fn check(archive: &Archive, repair: bool) -> Result<CheckReport> {
     Ok(report)
 }
 
-/// SHA-256 of the bytes after `offset`, and the object's total length.
+/// BLAKE3 of the bytes after `offset`, and the object's total length.
 async fn hash_object(archive: &Archive, key: &ObjectKey, offset: u64) -> Result<(String, u64)> {
     let mut stream = archive.objects().get_stream(key).await?;
-    let mut hasher = Sha256::new();
+    let mut hasher = blake3::Hasher::new();
     let mut pos = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
@@ -134,7 +133,7 @@ async fn hash_object(archive: &Archive, key: &ObjectKey, offset: u64) -> Result<
         hasher.update(&chunk[start..]);
         pos += chunk.len() as u64;
     }
-    Ok((hex::encode(hasher.finalize()), pos))
+    Ok((hasher.finalize().to_hex().to_string(), pos))
 }
 
 /// Indexes an orphaned object through the normal ingest path (so it gets the same checks),

@@ -364,9 +364,100 @@ fn scan_with(
     if matches!(ts.codec(), Codec::Dataset(_)) {
         // Deflated Explicit VR Little Endian (and JPIP Referenced Deflate): raw deflate.
         let inflated = flate2::read::DeflateDecoder::new(r);
-        Scanner::new(BufReader::new(inflated)).scan(enc, extent)
+        Scanner::new(Streamed(BufReader::new(inflated))).scan(enc, extent)
     } else {
-        Scanner::new(BufReader::new(r)).scan(enc, extent)
+        Scanner::new(Streamed(BufReader::new(r))).scan(enc, extent)
+    }
+}
+
+/// [`scan_complete_dataset`] for a data set in a file, from `offset` to the end of the
+/// file. Values that are skipped (pixel data above all) are seeked over, not read: the
+/// check that a large image is complete costs a few reads, not a second pass over it.
+pub fn scan_complete_file(
+    file: std::fs::File,
+    offset: u64,
+    transfer_syntax_uid: &str,
+) -> Result<IndexedAttributes, HeaderError> {
+    use std::io::Seek;
+    let uid = transfer_syntax_uid.trim_matches(['\0', ' ']);
+    let unsupported = || HeaderError::UnsupportedTransferSyntax(uid.to_owned());
+    let ts = TransferSyntaxRegistry.get(uid).ok_or_else(unsupported)?;
+    let mut file = file;
+    let end = file.metadata()?.len();
+    file.seek(io::SeekFrom::Start(offset))?;
+    if matches!(ts.codec(), Codec::Dataset(_)) {
+        return scan_complete_dataset(file, transfer_syntax_uid);
+    }
+    let enc = Enc {
+        explicit: is_explicit_vr(ts).ok_or_else(unsupported)?,
+        big: ts.endianness() == Endianness::Big,
+    };
+    let source = SeekableFile {
+        r: BufReader::with_capacity(64 * 1024, file),
+        end,
+    };
+    Scanner::new(source).scan(enc, Extent::Whole)
+}
+
+/// What the scanner reads from: a buffered stream, which can only skip by reading, or a
+/// file, which skips by seeking.
+trait Source: BufRead {
+    /// Skips `n` bytes without reading them, if this source can; `Ok(false)` if it cannot.
+    /// Skipping past the end is an `UnexpectedEof` error.
+    fn seek_skip(&mut self, _n: u64) -> io::Result<bool> {
+        Ok(false)
+    }
+}
+
+struct Streamed<R>(BufReader<R>);
+
+impl<R: Read> Read for Streamed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: Read> BufRead for Streamed<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.0.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.0.consume(amt)
+    }
+}
+
+impl<R: Read> Source for Streamed<R> {}
+
+struct SeekableFile {
+    r: BufReader<std::fs::File>,
+    /// File length: a skip beyond it is truncation.
+    end: u64,
+}
+
+impl Read for SeekableFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.r.read(buf)
+    }
+}
+
+impl BufRead for SeekableFile {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.r.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.r.consume(amt)
+    }
+}
+
+impl Source for SeekableFile {
+    fn seek_skip(&mut self, n: u64) -> io::Result<bool> {
+        use std::io::Seek;
+        let here = self.r.stream_position()?;
+        if here.saturating_add(n) > self.end {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.r.seek_relative(n as i64)?;
+        Ok(true)
     }
 }
 
@@ -389,7 +480,7 @@ struct Scanner<R> {
     pos: u64,
 }
 
-impl<R: BufRead> Scanner<R> {
+impl<R: Source> Scanner<R> {
     fn new(r: R) -> Self {
         Scanner {
             r,
@@ -453,8 +544,16 @@ impl<R: BufRead> Scanner<R> {
         }
     }
 
-    /// Discard `n` bytes through the buffer, without allocating.
+    /// Discard `n` bytes: by seeking where the source can (large values), else through the
+    /// buffer, without allocating.
     fn skip(&mut self, mut n: u64, ctx: Tag) -> Result<(), HeaderError> {
+        if n > 64 * 1024
+            && i64::try_from(n).is_ok()
+            && self.r.seek_skip(n).map_err(|e| read_error(e, Some(ctx)))?
+        {
+            self.pos += n;
+            return Ok(());
+        }
         while n > 0 {
             let available = self.r.fill_buf().map_err(|e| read_error(e, Some(ctx)))?;
             if available.is_empty() {
@@ -1111,6 +1210,27 @@ mod tests {
         w.tag(SEQUENCE_DELIMITATION_ITEM);
         w.u32(0);
         assert!(scan_complete_dataset(&w.out[..], EXPLICIT_LE).is_ok());
+    }
+
+    #[test]
+    fn complete_file_scan_seeks_over_pixel_data_and_still_sees_truncation() {
+        let mut w = DsWriter::new(true, false);
+        required(&mut w);
+        study_series(&mut w);
+        w.elem(tags::PIXEL_DATA, b"OW", &vec![0x11; 300_000]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ds.dcm");
+        let mut bytes = vec![0xAA; 10]; // pretend meta group before the data set
+        bytes.extend_from_slice(&w.out);
+        std::fs::write(&path, &bytes).unwrap();
+        let open = || std::fs::File::open(&path).unwrap();
+        let a = scan_complete_file(open(), 10, EXPLICIT_LE).unwrap();
+        assert!(a.has_pixel_data);
+        std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(matches!(
+            scan_complete_file(open(), 10, EXPLICIT_LE),
+            Err(HeaderError::Truncated { .. })
+        ));
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub struct NewInstance {
     pub size_bytes: i64,
     /// Where the data set starts in the stored object (after preamble and meta group).
     pub dataset_offset: i64,
-    /// SHA-256 (hex) of the data set bytes as received.
+    /// BLAKE3 (hex) of the data set bytes as received.
     pub content_hash: String,
     pub clinic_id: Option<i64>,
     pub clinic_name: Option<String>,
