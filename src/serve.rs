@@ -29,9 +29,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             "removed unacknowledged staging files left by an earlier stop"
         );
     }
-    let metrics = PrometheusBuilder::new()
-        .install_recorder()
-        .context("cannot install the metrics recorder")?;
+    let metrics = metrics_recorder()?;
     let dicom = TcpListener::bind((settings.dicom_bind, settings.dicom_port))
         .await
         .with_context(|| {
@@ -105,6 +103,21 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     archive.index().close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Prometheus exporter with real histograms (buckets), not rolling summaries: they add up
+/// across nodes and their quantiles agree with `_sum`/`_count`.
+fn metrics_recorder() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    use metrics_exporter_prometheus::Matcher;
+    const SECONDS: &[f64] = &[
+        0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+    ];
+    const BATCH: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full("pacs_ingest_seconds".into()), SECONDS)?
+        .set_buckets_for_metric(Matcher::Full("pacs_index_batch_size".into()), BATCH)?
+        .install_recorder()
+        .context("cannot install the metrics recorder")
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
