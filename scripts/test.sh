@@ -22,6 +22,7 @@ need_apt=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
 command -v opj_decompress >/dev/null || need_apt+=(libopenjp2-tools)
 command -v curl >/dev/null || need_apt+=(curl)
+command -v openssl >/dev/null || need_apt+=(openssl)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v cc >/dev/null || need_apt+=(build-essential)
 if [[ ${#need_apt[@]} -gt 0 ]]; then

@@ -45,6 +45,12 @@ pub enum Command {
     Check(CheckArgs),
     /// Counts of patients, studies, series, instances and bytes.
     Stats(StatsArgs),
+    /// Users, roles and credentials.
+    #[command(subcommand)]
+    User(crate::users_cli::UserCommand),
+    /// The tamper-evident audit trail.
+    #[command(subcommand)]
+    Audit(crate::audit_cli::AuditCommand),
 }
 
 #[derive(Debug, Args, Default)]

@@ -21,6 +21,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(a) => import(&Settings::load(&cli.common, None)?, a).await,
         Command::Check(a) => check(&Settings::load(&cli.common, None)?, a).await,
         Command::Stats(a) => stats(&Settings::load(&cli.common, None)?, a).await,
+        Command::User(c) => crate::users_cli::run(&Settings::load(&cli.common, None)?, c).await,
+        Command::Audit(c) => crate::audit_cli::run(&Settings::load(&cli.common, None)?, c).await,
     }
 }
 
@@ -41,7 +43,9 @@ async fn clinic(settings: &Settings, cmd: ClinicCommand) -> anyhow::Result<ExitC
             host,
         } => {
             let ae = AeTitle::parse(&ae_title)?;
-            let reg = archive.index().add_clinic_ae(&name, &ae, host).await?;
+            let added = archive.index().add_clinic_ae(&name, &ae, host).await;
+            audit_clinic_add(&archive, &name, &ae, host, &added).await;
+            let reg = added?;
             println!(
                 "registered AE title {} for clinic {:?}{}",
                 reg.ae_title,
@@ -205,8 +209,13 @@ async fn import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCod
 }
 
 async fn check(settings: &Settings, args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let archive = open(settings).await?;
+    let archive = open(settings)
+        .await?
+        .with_audit_command("pacs check --repair");
     let r = pacs_store::check::check(&archive, args.repair).await?;
+    if args.repair {
+        audit_repair(&archive, &r).await;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
@@ -271,4 +280,64 @@ async fn stats(settings: &Settings, args: StatsArgs) -> anyhow::Result<ExitCode>
     }
     archive.index().close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------
+// Audit trail of the commands above (imports are audited by the ingest path itself).
+
+/// Registering an AE title changes who may send: PS3.15 has no "configuration" event ID,
+/// and its Security Alert (110113) is the one meant for security configuration changes
+/// (event type 110129 Security Configuration; success is an informative alert).
+async fn audit_clinic_add(
+    archive: &Archive,
+    name: &str,
+    ae: &AeTitle,
+    host: Option<std::net::IpAddr>,
+    added: &pacs_store::Result<pacs_store::index::AeRegistration>,
+) {
+    use pacs_store::audit::{
+        Action, AuditEvent, EventId, EventType, Outcome, local_operator, roles,
+    };
+    let what = format!(
+        "register AE title {ae} for clinic {name:?}, {}",
+        host.map_or("from any host".to_owned(), |h| format!("only from {h}"))
+    );
+    let mut event = AuditEvent::new(
+        EventId::SecurityAlert,
+        Action::Create,
+        local_operator(),
+        roles::OPERATOR,
+    )
+    .with_type(EventType::SecurityConfiguration)
+    .with_detail(format!("pacs clinic add: {what}"));
+    if let Err(e) = added {
+        event = event.with_outcome(Outcome::MinorFailure, e.to_string());
+    }
+    archive.audit_or_log(event).await;
+}
+
+/// `pacs check --repair` changes the index (rows dropped, orphans re-indexed — each of those
+/// also gets its own Import event — staging leftovers removed): 110103 DICOM Instances
+/// Accessed, action U, listing what was done.
+async fn audit_repair(archive: &Archive, r: &pacs_store::check::CheckReport) {
+    use pacs_store::audit::{Action, AuditEvent, EventId, Outcome, local_operator, roles};
+    let done = if r.repairs.is_empty() {
+        "nothing to repair".to_owned()
+    } else {
+        r.repairs.join("; ")
+    };
+    let mut event = AuditEvent::new(
+        EventId::InstancesAccessed,
+        Action::Update,
+        local_operator(),
+        roles::OPERATOR,
+    )
+    .with_detail(format!("pacs check --repair: {done}"));
+    if !r.is_clean() {
+        event = event.with_outcome(
+            Outcome::MinorFailure,
+            format!("{} problem(s) left unrepaired", r.unrepaired),
+        );
+    }
+    archive.audit_or_log(event).await;
 }

@@ -1,10 +1,13 @@
 //! `pacs` — the composition root: configuration, archive, DICOM and HTTP wired together.
 //! Logic lives in the library crates; this binary only parses, wires and reports.
 
+mod audit_cli;
 mod cli;
 mod commands;
 mod serve;
 mod settings;
+mod tls;
+mod users_cli;
 
 use clap::Parser;
 

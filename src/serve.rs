@@ -6,6 +6,7 @@ use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use pacs_store::ae_title::AeTitle;
 use pacs_store::archive::{Archive, Source};
+use pacs_store::audit::{Action, AuditEvent, EventId, EventType, local_operator, roles};
 use pacs_store::index::Index;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -49,10 +50,13 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let dicom_addr = dicom.local_addr()?;
     let http_addr = http.local_addr()?;
     if demo {
-        load_demo(&archive, &settings, dicom_addr.port()).await?;
+        let demo_archive = archive.clone().with_audit_command("pacs serve --demo");
+        load_demo(&demo_archive, &settings, dicom_addr.port()).await?;
     }
-    if !settings.http_bind.is_loopback() {
-        tracing::warn!(%http_addr, "HTTP listens beyond loopback without TLS: put it behind a TLS proxy");
+    let http_tls = settings.http_tls()?;
+    let scheme = if http_tls.is_some() { "https" } else { "http" };
+    if !settings.http_bind.is_loopback() && http_tls.is_none() {
+        tracing::warn!(%http_addr, "HTTP listens beyond loopback without TLS: configure http_tls_cert/http_tls_key or put it behind a TLS proxy");
     }
     println!(
         "pacs: archive    {} ; index {}",
@@ -63,7 +67,11 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         "pacs: DICOM      {dicom_addr} as AE title {} (calling AE titles must be registered: pacs clinic add --name NAME --ae-title AE)",
         settings.ae_title
     );
-    println!("pacs: HTTP       http://{http_addr}/  (health /healthz, metrics /metrics)");
+    println!("pacs: HTTP       {scheme}://{http_addr}/  (health /healthz, metrics /metrics)");
+    // Audit trail: the application started.
+    let started = format!("DICOM {dicom_addr}, HTTP {http_addr}");
+    let event = application_event(&settings, EventType::ApplicationStart, &started);
+    archive.audit_or_log(event).await;
     println!(
         "PACS_READY dicom_port={} http_port={}",
         dicom_addr.port(),
@@ -94,12 +102,16 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             archive: archive.clone(),
             metrics: Some(metrics),
         },
+        http_tls,
         stopped(stop_rx.clone()),
     );
     let (a, b) = tokio::join!(scp, api);
     a.context("DICOM listener failed")?;
     b.context("HTTP server failed")?;
     let _ = sweeper.await;
+    // Audit trail: the application stopped (after the last store in flight).
+    let event = application_event(&settings, EventType::ApplicationStop, &started);
+    archive.audit_or_log(event).await;
     archive.index().close().await;
     tracing::info!("stopped");
     Ok(())
@@ -203,4 +215,21 @@ async fn load_demo(archive: &Archive, settings: &Settings, dicom_port: u16) -> a
         dicom_port
     );
     Ok(())
+}
+
+/// Audit trail: 110100 Application Activity (start or stop) by the archive's AE title,
+/// naming who launched it.
+fn application_event(settings: &Settings, ty: EventType, listening: &str) -> AuditEvent {
+    AuditEvent::new(
+        EventId::ApplicationActivity,
+        Action::Execute,
+        settings.ae_title.as_str(),
+        roles::APPLICATION,
+    )
+    .with_type(ty)
+    .with_detail(format!(
+        "pacs {} serve ({listening}); launched by {}",
+        env!("CARGO_PKG_VERSION"),
+        local_operator()
+    ))
 }

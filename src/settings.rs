@@ -33,6 +33,9 @@ pub struct Settings {
 
     pub http_port: u16,
     pub http_bind: IpAddr,
+    /// PEM certificate chain and private key: HTTPS when both are set.
+    pub http_tls_cert: Option<PathBuf>,
+    pub http_tls_key: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -53,6 +56,8 @@ impl Default for Settings {
             max_associations: scp.max_associations,
             http_port: 8080,
             http_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            http_tls_cert: None,
+            http_tls_key: None,
         }
     }
 }
@@ -72,6 +77,8 @@ const ENV_KEYS: &[&str] = &[
     "max_associations",
     "http_port",
     "http_bind",
+    "http_tls_cert",
+    "http_tls_key",
 ];
 const S3_ENV_KEYS: &[&str] = &[
     "endpoint",
@@ -137,6 +144,15 @@ impl Settings {
         pacs_store::ae_title::AeTitle::parse(&settings.ae_title)
             .context("invalid ae_title in the configuration")?;
         Ok(settings)
+    }
+
+    /// The HTTPS configuration, when a certificate and key are configured.
+    pub fn http_tls(&self) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+        match (&self.http_tls_cert, &self.http_tls_key) {
+            (Some(cert), Some(key)) => crate::tls::server_config(cert, key).map(Some),
+            (None, None) => Ok(None),
+            _ => anyhow::bail!("HTTPS needs both http_tls_cert and http_tls_key"),
+        }
     }
 
     pub fn store(&self) -> StoreConfig {

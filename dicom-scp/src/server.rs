@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use pacs_store::ae_title::AeTitle;
 use pacs_store::archive::Archive;
+use pacs_store::audit::{Action, AuditEvent, EventId, EventType, Outcome, roles};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::association::{CallerDecision, Negotiated, PduStream, negotiate};
+use crate::association::{CallerDecision, Negotiated, PduStream, Refusal, negotiate};
 use crate::service::{self, Ending};
 
 /// Settings of the DICOM listener.
@@ -106,7 +107,7 @@ async fn handle_connection(
 ) {
     let mut link = PduStream::new(stream, config.max_pdu, config.idle_timeout);
     let index = archive.index().clone();
-    let decide = |calling: String| async move {
+    let lookup = |calling: String| async move {
         let Ok(ae) = AeTitle::parse(&calling) else {
             return CallerDecision::UnknownAe;
         };
@@ -123,11 +124,20 @@ async fn handle_connection(
             }
         }
     };
+    // Audit trail: the calling AE title, for the security alert of a refused caller.
+    let mut calling_ae = None;
+    let decide = |calling: String| {
+        calling_ae = Some(calling.clone());
+        lookup(calling)
+    };
     let established = match negotiate(&mut link, &config.ae_title, peer.ip(), busy, decide).await {
         Ok(Negotiated::Established(e)) => e,
         Ok(Negotiated::Refused(reason, detail)) => {
             metrics::counter!("pacs_associations_total", "outcome" => reason.as_str()).increment(1);
             tracing::warn!(%peer, reason = reason.as_str(), %detail, "association refused");
+            if matches!(reason, Refusal::UnknownCallingAe | Refusal::WrongHost) {
+                audit_refused_caller(&archive, peer, calling_ae.as_deref(), reason, &detail).await;
+            }
             return;
         }
         Err(e) => {
@@ -149,4 +159,30 @@ async fn handle_connection(
             tracing::warn!(%peer, %calling, ?ending, "association ended abnormally")
         }
     }
+}
+
+/// Audit trail: a caller refused by the AE registry is a security alert (PS3.15 A.5.3.11,
+/// event type 110126 Node Authentication) — a minor failure for an unknown AE title, a
+/// serious one for a registered AE title calling from another host than its own.
+async fn audit_refused_caller(
+    archive: &Archive,
+    peer: SocketAddr,
+    calling: Option<&str>,
+    reason: Refusal,
+    detail: &str,
+) {
+    let outcome = match reason {
+        Refusal::WrongHost => Outcome::SeriousFailure,
+        _ => Outcome::MinorFailure,
+    };
+    let event = AuditEvent::new(
+        EventId::SecurityAlert,
+        Action::Execute,
+        calling.unwrap_or("unknown"),
+        roles::UNREGISTERED_AE,
+    )
+    .with_type(EventType::NodeAuthentication)
+    .with_ip(Some(peer.ip()))
+    .with_outcome(outcome, format!("association refused: {detail}"));
+    archive.audit_or_log(event).await;
 }

@@ -1,7 +1,9 @@
 //! One established association: the DIMSE message loop (C-ECHO, C-STORE).
 
 use dicom_ul::pdu::{AbortRQServiceProviderReason, Pdu};
-use pacs_store::archive::{Archive, Declared, IngestError, IngestOutcome, Source, StagedObject};
+use pacs_store::archive::{
+    Archive, Channel, Declared, IngestError, IngestOutcome, Source, StagedObject,
+};
 use tokio::sync::watch;
 
 use crate::association::{Established, Incoming, LinkError, PduStream, Pdv, Transport, pdu_name};
@@ -166,6 +168,11 @@ where
             if !pdv.is_last {
                 return Ok(State::Data { pc, cmd, sink });
             }
+            // Audit trail: every C-STORE gets one event, from the ingest path (stored or
+            // refused there) or here for what this adapter refused before it.
+            let channel = Channel::Network {
+                peer: Some(assoc.peer),
+            };
             let (st, comment) = match sink {
                 Sink::Drain { status, comment } => {
                     tracing::warn!(
@@ -175,9 +182,16 @@ where
                         reason = %comment,
                         "C-STORE refused"
                     );
+                    if cmd.command_field == command_field::C_STORE_RQ {
+                        let reason = format!("{comment} (status {status:#06X})");
+                        let uid = cmd.affected_sop_instance_uid.as_deref();
+                        archive
+                            .audit_store_refused(source, channel, uid, &reason)
+                            .await;
+                    }
                     (status, Some(comment))
                 }
-                Sink::Store(staged) => finish_store(*staged, archive, source).await,
+                Sink::Store(staged) => finish_store(*staged, archive, source, channel).await,
             };
             count_request("C-STORE", st);
             let rsp = dimse::response(&cmd, command_field::C_STORE_RSP, st, comment.as_deref());
@@ -315,16 +329,19 @@ async fn finish_store(
     staged: StagedObject,
     archive: &Archive,
     source: &Source,
+    channel: Channel,
 ) -> (u16, Option<String>) {
     if staged.exceeded() {
         let limit = archive.max_object_size();
         tracing::warn!(ae = ?source.ae_title, limit, received = staged.dataset_len(), "object refused: larger than the maximum object size");
-        return (
-            status::OUT_OF_RESOURCES,
-            Some(format!("object larger than the {limit}-byte limit")),
-        );
+        let comment = format!("object larger than the {limit}-byte limit");
+        let uid = staged.declared_sop_instance_uid().to_owned();
+        archive
+            .audit_store_refused(source, channel, Some(&uid), &comment)
+            .await;
+        return (status::OUT_OF_RESOURCES, Some(comment));
     }
-    match archive.ingest(staged, source).await {
+    match archive.ingest_via(staged, source, channel).await {
         Ok(IngestOutcome::Stored { .. }) | Ok(IngestOutcome::Duplicate) => (status::SUCCESS, None),
         Ok(IngestOutcome::ConflictKept { .. }) => (
             status::WARNING_COERCION,

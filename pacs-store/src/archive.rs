@@ -10,13 +10,18 @@
 //!    transaction with its `instance_stored` event. Only then does the caller acknowledge.
 //! 3. Anything that fails on the way removes what it wrote: a staging file is deleted on
 //!    drop, an object whose index insert failed is deleted.
+//! 4. Every ingest, stored or refused, appends one audit event ([`crate::audit`]): 110104
+//!    DICOM Instances Transferred for the network ([`Channel::Network`]), 110107 Import for
+//!    files ([`Channel::Files`]); appends of concurrent ingests are written together.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::audit::{self, Action, AuditBatcher, AuditEvent, EventId, Outcome};
 use crate::header::{self, HeaderError, IndexedAttributes};
 use crate::index::{Index, NewConflict, NewInstance, now_micros};
 use crate::objects::{ObjectKey, ObjectStore};
@@ -90,6 +95,10 @@ pub struct Archive {
     objects: Arc<dyn ObjectStore>,
     staging_dir: PathBuf,
     max_object_size: u64,
+    /// Audit appends of concurrent ingests, written together.
+    audit: AuditBatcher,
+    /// The command named in the audit events of file ingests.
+    audit_command: &'static str,
 }
 
 impl Archive {
@@ -108,6 +117,8 @@ impl Archive {
             objects,
             staging_dir,
             max_object_size,
+            audit: AuditBatcher::default(),
+            audit_command: "pacs import",
         })
     }
 
@@ -214,10 +225,37 @@ impl Archive {
     }
 
     /// Makes a staged object durable, checks it and archives it. See the module docs.
+    /// Audited as received over the network from an unknown address; adapters that know the
+    /// peer call [`Archive::ingest_via`].
     pub async fn ingest(
+        &self,
+        staged: StagedObject,
+        source: &Source,
+    ) -> Result<IngestOutcome, IngestError> {
+        self.ingest_via(staged, source, Channel::Network { peer: None })
+            .await
+    }
+
+    /// [`Archive::ingest`], audited as arriving through `channel`.
+    pub async fn ingest_via(
+        &self,
+        staged: StagedObject,
+        source: &Source,
+        channel: Channel,
+    ) -> Result<IngestOutcome, IngestError> {
+        let declared_uid = staged.declared.sop_instance_uid.clone();
+        let mut subject = None;
+        let outcome = self.ingest_unaudited(staged, source, &mut subject).await;
+        self.audit_ingest(source, channel, &declared_uid, subject, &outcome)
+            .await;
+        outcome
+    }
+
+    async fn ingest_unaudited(
         &self,
         mut staged: StagedObject,
         source: &Source,
+        subject: &mut Option<AuditSubject>,
     ) -> Result<IngestOutcome, IngestError> {
         if staged.exceeded {
             return Err(IngestError::TooLarge {
@@ -233,6 +271,7 @@ impl Archive {
         })
         .await
         .map_err(|e| StoreError::Invalid(format!("ingest task failed: {e}")))??;
+        *subject = Some(AuditSubject::of(&attrs, source));
 
         let d = &staged.declared;
         if attrs.sop_class_uid != d.sop_class_uid {
@@ -410,7 +449,169 @@ impl Archive {
         })
         .await
         .map_err(|e| StoreError::Invalid(format!("import task failed: {e}")))??;
-        self.ingest(staged, source).await
+        self.ingest_via(staged, source, Channel::Files).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Audit trail of the ingest path (see crate::audit)
+
+/// How an object reached the archive, which decides its audit event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// Over the DICOM network (C-STORE; STOW-RS later) from `peer`: 110104 DICOM Instances
+    /// Transferred, by the sending AE.
+    Network { peer: Option<IpAddr> },
+    /// Read from files by a local command (`pacs import`, the demo load, `pacs check
+    /// --repair`): 110107 Import, by the local operator.
+    Files,
+}
+
+/// Whose data an ingested object is, for its audit event.
+#[derive(Debug, Clone)]
+struct AuditSubject {
+    patient_id: Option<String>,
+    patient_issuer: Option<String>,
+    study_instance_uid: String,
+}
+
+impl AuditSubject {
+    /// The patient as the index keys it (the namespace as in `NewInstance::patient_issuer`).
+    fn of(attrs: &IndexedAttributes, source: &Source) -> Self {
+        let issuer = match (&attrs.issuer_of_patient_id, &source.clinic_name) {
+            (Some(i), _) if !i.trim().is_empty() => i.trim().to_owned(),
+            (_, Some(c)) => format!("clinic:{c}"),
+            _ => match &source.ae_title {
+                Some(ae) => format!("ae:{ae}"),
+                None => "local".to_owned(),
+            },
+        };
+        AuditSubject {
+            patient_id: attrs
+                .patient_id
+                .as_deref()
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned),
+            patient_issuer: Some(issuer),
+            study_instance_uid: attrs.study_instance_uid.clone(),
+        }
+    }
+}
+
+impl Archive {
+    /// This archive handle, naming `command` in the audit events of file ingests.
+    pub fn with_audit_command(mut self, command: &'static str) -> Self {
+        self.audit_command = command;
+        self
+    }
+
+    /// Appends an audit event (written together with concurrent ones); returns its id.
+    pub async fn audit(&self, event: AuditEvent) -> Result<i64> {
+        self.audit.append(&self.index, event).await
+    }
+
+    /// [`Archive::audit`] for callers that go on whatever happens: a failure is logged and
+    /// counted (`pacs_audit_failures_total`).
+    pub async fn audit_or_log(&self, event: AuditEvent) {
+        let what = event.event_id;
+        if let Err(e) = self.audit(event).await {
+            metrics::counter!("pacs_audit_failures_total").increment(1);
+            tracing::error!(event = %what, error = %e, "cannot write an audit event");
+        }
+    }
+
+    /// Audits an object refused before it reached [`Archive::ingest`] (an adapter's own
+    /// checks: SOP class, UID, size), like the refusals of the ingest path.
+    pub async fn audit_store_refused(
+        &self,
+        source: &Source,
+        channel: Channel,
+        sop_instance_uid: Option<&str>,
+        reason: &str,
+    ) {
+        let event = self
+            .ingest_event(source, channel, sop_instance_uid.unwrap_or_default(), None)
+            .with_outcome(Outcome::SeriousFailure, reason);
+        self.audit_or_log(event).await;
+    }
+
+    fn ingest_event(
+        &self,
+        source: &Source,
+        channel: Channel,
+        sop_instance_uid: &str,
+        subject: Option<AuditSubject>,
+    ) -> AuditEvent {
+        let (event, mut detail) = match channel {
+            Channel::Network { peer } => (
+                AuditEvent::new(
+                    EventId::InstancesTransferred,
+                    Action::Create,
+                    source.ae_title.as_deref().unwrap_or("unknown AE"),
+                    audit::roles::SENDING_AE,
+                )
+                .with_ip(peer),
+                String::new(),
+            ),
+            Channel::Files => (
+                AuditEvent::new(
+                    EventId::Import,
+                    Action::Create,
+                    audit::local_operator(),
+                    audit::roles::OPERATOR,
+                ),
+                format!("{}; ", self.audit_command),
+            ),
+        };
+        match &source.clinic_name {
+            Some(c) => detail.push_str(&format!("clinic {c:?}")),
+            None => detail.push_str("no clinic"),
+        }
+        if let (Channel::Files, Some(ae)) = (channel, &source.ae_title) {
+            detail.push_str(&format!(" (AE {ae})"));
+        }
+        let (patient, issuer, study) = match subject {
+            Some(s) => (s.patient_id, s.patient_issuer, Some(s.study_instance_uid)),
+            None => (None, None, None),
+        };
+        event
+            .with_patient(patient, issuer)
+            .with_study(study)
+            .with_instances(vec![sop_instance_uid.to_owned()])
+            .with_detail(detail)
+    }
+
+    /// The audit event of one ingest: stored → C; identical copy already archived → R
+    /// (PS3.15 A.5.3.4: the receiver already held it); conflict copy kept → C with a minor
+    /// failure; refused → C with a serious failure and the reason.
+    async fn audit_ingest(
+        &self,
+        source: &Source,
+        channel: Channel,
+        sop_instance_uid: &str,
+        subject: Option<AuditSubject>,
+        outcome: &Result<IngestOutcome, IngestError>,
+    ) {
+        let event = self.ingest_event(source, channel, sop_instance_uid, subject);
+        let event = match outcome {
+            Ok(IngestOutcome::Stored { .. }) => event,
+            Ok(IngestOutcome::Duplicate) => {
+                let mut e = event;
+                e.action = Action::Read;
+                let d = e.detail.take().unwrap_or_default();
+                e.with_detail(format!("{d}; identical copy already archived"))
+            }
+            Ok(IngestOutcome::ConflictKept { object_key }) => event.with_outcome(
+                Outcome::MinorFailure,
+                format!(
+                    "SOP Instance UID already archived with other content: first copy kept, \
+                     this one kept as conflict copy {object_key}"
+                ),
+            ),
+            Err(e) => event.with_outcome(Outcome::SeriousFailure, e.to_string()),
+        };
+        self.audit_or_log(event).await;
     }
 }
 
@@ -493,6 +694,11 @@ impl StagedObject {
         self.early_sync = Some(std::thread::spawn(move || file.sync_data()));
         self.unsynced = 0;
         Ok(())
+    }
+
+    /// The SOP Instance UID the sender declared (for the audit event of a refusal).
+    pub fn declared_sop_instance_uid(&self) -> &str {
+        &self.declared.sop_instance_uid
     }
 
     /// Whether the size limit was exceeded.

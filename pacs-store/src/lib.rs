@@ -17,6 +17,7 @@
 
 pub mod ae_title;
 pub mod archive;
+pub mod audit;
 pub mod charset;
 pub mod check;
 pub mod config;
@@ -24,5 +25,6 @@ pub mod error;
 pub mod header;
 pub mod index;
 pub mod objects;
+pub mod users;
 
 pub use error::{Result, StoreError};

@@ -1,11 +1,14 @@
 //! # reading-workstation-api — the archive's HTTP face
 //!
-//! For now: `GET /healthz` (unauthenticated liveness + index reachability) and
+//! Served over HTTPS ([`tls`]) when a certificate is configured. For now: `GET /healthz` (unauthenticated liveness + index reachability) and
 //! `GET /metrics` (Prometheus text: ingest counters and latencies). DICOMweb, the worklist
 //! and reports come with later issues. Every response carries the security headers; error
 //! bodies never carry internals. This crate never depends on `dicom-scp`.
 
+pub mod tls;
+
 use std::future::Future;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
@@ -32,15 +35,27 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` resolves.
+/// Serves `router(state)` on `listener` until `shutdown` resolves: HTTPS when `tls` is
+/// given, plain HTTP otherwise.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: ApiState,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router(state);
+    match tls {
+        Some(config) => {
+            axum::serve(tls::TlsListener::new(listener, config)?, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 async fn healthz(State(state): State<ApiState>) -> Response {

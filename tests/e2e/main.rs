@@ -7,9 +7,12 @@
 
 mod support;
 
+mod audit;
 mod bad_input;
 mod cli;
+mod https;
 mod store;
+mod users;
 
 /// Declares a module `name` with tests `sqlite_files` and `postgres_s3` calling
 /// `name(Backend)`.
