@@ -478,14 +478,11 @@ struct AuditSubject {
 impl AuditSubject {
     /// The patient as the index keys it (the namespace as in `NewInstance::patient_issuer`).
     fn of(attrs: &IndexedAttributes, source: &Source) -> Self {
-        let issuer = match (&attrs.issuer_of_patient_id, &source.clinic_name) {
-            (Some(i), _) if !i.trim().is_empty() => i.trim().to_owned(),
-            (_, Some(c)) => format!("clinic:{c}"),
-            _ => match &source.ae_title {
-                Some(ae) => format!("ae:{ae}"),
-                None => "local".to_owned(),
-            },
-        };
+        let issuer = crate::index::patient_namespace(
+            attrs.issuer_of_patient_id.as_deref(),
+            source.clinic_name.as_deref(),
+            source.ae_title.as_deref(),
+        );
         AuditSubject {
             patient_id: attrs
                 .patient_id

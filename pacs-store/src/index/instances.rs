@@ -30,14 +30,11 @@ impl NewInstance {
     /// gave one, otherwise the sending clinic — the same ID from two clinics is two patients
     /// until someone links them (Orthanc keys patients on PatientID alone and mixes them).
     pub fn patient_issuer(&self) -> String {
-        match (&self.attrs.issuer_of_patient_id, &self.clinic_name) {
-            (Some(i), _) if !i.trim().is_empty() => i.trim().to_owned(),
-            (_, Some(c)) => format!("clinic:{c}"),
-            _ => match &self.source_ae {
-                Some(ae) => format!("ae:{ae}"),
-                None => "local".to_owned(),
-            },
-        }
+        patient_namespace(
+            self.attrs.issuer_of_patient_id.as_deref(),
+            self.clinic_name.as_deref(),
+            self.source_ae.as_deref(),
+        )
     }
 
     /// The Patient ID to key on; an empty one is scoped to its study so that unrelated
@@ -50,6 +47,17 @@ impl NewInstance {
                 String::new(),
             ),
         }
+    }
+}
+
+/// The namespace of a Patient ID: the Issuer of Patient ID when the sender gave one, else
+/// the sending clinic, else the sending AE title, else `local`.
+pub fn patient_namespace(issuer: Option<&str>, clinic: Option<&str>, ae: Option<&str>) -> String {
+    match (issuer.map(str::trim), clinic, ae) {
+        (Some(i), _, _) if !i.is_empty() => i.to_owned(),
+        (_, Some(c), _) => format!("clinic:{c}"),
+        (_, _, Some(ae)) => format!("ae:{ae}"),
+        _ => "local".to_owned(),
     }
 }
 

@@ -25,7 +25,9 @@ use sqlx::{AnyPool, Executor};
 use crate::{Result, StoreError};
 
 pub use clinics::{AeRegistration, ClinicSummary};
-pub use instances::{InstanceLocation, InstanceRecord, NewConflict, NewInstance};
+pub use instances::{
+    InstanceLocation, InstanceRecord, NewConflict, NewInstance, patient_namespace,
+};
 pub use studies::{EventRecord, IndexStats, ReadyStudy};
 
 /// Which SQL database holds the index.
