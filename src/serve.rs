@@ -8,6 +8,7 @@ use pacs_store::ae_title::AeTitle;
 use pacs_store::archive::{Archive, Source};
 use pacs_store::audit::{Action, AuditEvent, EventId, EventType, local_operator, roles};
 use pacs_store::index::Index;
+use pacs_store::users::{Password, Role, Username};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -68,6 +69,19 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         settings.ae_title
     );
     println!("pacs: HTTP       {scheme}://{http_addr}/  (health /healthz, metrics /metrics)");
+    if demo {
+        let users = demo_users(&archive, &settings).await?;
+        let (name, password) = &users[0];
+        println!(
+            "pacs: log in     POST {scheme}://{http_addr}/api/login with {{\"username\":\"{name}\",\"password\":\"{password}\"}} (demo users {}; passwords kept in {}). The web pages arrive with the viewer.",
+            users
+                .iter()
+                .map(|(u, _)| u.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            demo_credentials_path(&settings).display()
+        );
+    }
     // Audit trail: the application started.
     let started = format!("DICOM {dicom_addr}, HTTP {http_addr}");
     let event = application_event(&settings, EventType::ApplicationStart, &started);
@@ -101,6 +115,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         reading_workstation_api::ApiState {
             archive: archive.clone(),
             metrics: Some(metrics),
+            https: http_tls.is_some(),
         },
         http_tls,
         stopped(stop_rx.clone()),
@@ -176,6 +191,71 @@ async fn ready_sweeper(index: Index, quiet: Duration, mut stop: watch::Receiver<
             Err(e) => tracing::error!(error = %e, "cannot mark studies ready"),
         }
     }
+}
+
+/// The demo users: an administrator, a central radiologist and a clinician of the demo
+/// clinic.
+const DEMO_USERS: &[(&str, Role)] = &[
+    ("demo-admin", Role::Admin),
+    ("demo-radiologist", Role::Radiologist),
+    ("demo-clinician", Role::Clinician),
+];
+
+fn demo_credentials_path(settings: &Settings) -> std::path::PathBuf {
+    settings.data_dir.join("demo-credentials.txt")
+}
+
+/// Creates the demo users with random passwords the first time, keeping the passwords in a
+/// file readable by the owner only so that later `--demo` runs can show them again.
+/// Returns (username, password) for each.
+async fn demo_users(
+    archive: &Archive,
+    settings: &Settings,
+) -> anyhow::Result<Vec<(String, String)>> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = demo_credentials_path(settings);
+    let mut known: Vec<(String, String)> = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(u, p)| (u.to_owned(), p.to_owned())))
+        .collect();
+    for (name, role) in DEMO_USERS {
+        let username = Username::parse(name)?;
+        if archive.index().find_user(&username).await?.is_some() {
+            anyhow::ensure!(
+                known.iter().any(|(u, _)| u == name),
+                "demo user {name} exists but its password is not in {}; reset it with `pacs user reset-password {name} --password-stdin`",
+                path.display()
+            );
+            continue;
+        }
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        let clinic = role.requires_clinic().then_some(DEMO_CLINIC);
+        archive
+            .index()
+            .create_user(
+                &username,
+                *role,
+                clinic,
+                &[],
+                Some(&Password::parse(&password)?),
+            )
+            .await?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        writeln!(f, "{name} {password}")?;
+        known.retain(|(u, _)| u != name);
+        known.push(((*name).to_owned(), password));
+    }
+    Ok(DEMO_USERS
+        .iter()
+        .filter_map(|(name, _)| known.iter().find(|(u, _)| u == name).cloned())
+        .collect())
 }
 
 /// Registers the demo clinic and imports the synthetic sample studies.

@@ -1,36 +1,64 @@
 //! # reading-workstation-api — the archive's HTTP face
 //!
-//! Served over HTTPS ([`tls`]) when a certificate is configured. For now: `GET /healthz` (unauthenticated liveness + index reachability) and
-//! `GET /metrics` (Prometheus text: ingest counters and latencies). DICOMweb, the worklist
-//! and reports come with later issues. Every response carries the security headers; error
+//! Served over HTTPS ([`tls`]) when a certificate is configured. Routes:
+//! - `GET /healthz`: liveness + index reachability (no authentication);
+//! - `POST /api/login`, `POST /api/logout`, `GET /api/me`: browser sessions ([`auth`]);
+//! - `GET /metrics`: Prometheus text (ingest counters and latencies), for a bearer token of
+//!   a service account (or any logged-in user);
+//! - `GET /dicom-web/`: who the caller is (HTTP Basic accepted here); DICOMweb, the
+//!   worklist and reports come with later issues.
+//!
+//! Every route but `/healthz` and the login needs credentials ([`auth::authenticate`]).
+//! Every response carries the security headers; errors are [`error::ApiError`], whose
 //! bodies never carry internals. This crate never depends on `dicom-scp`.
 
+pub mod auth;
+pub mod error;
 pub mod tls;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use pacs_store::archive::Archive;
+
+use crate::error::ApiError;
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
 pub struct ApiState {
     pub archive: Archive,
     pub metrics: Option<PrometheusHandle>,
+    /// Served over HTTPS: the session cookie is marked `Secure`.
+    pub https: bool,
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application. It needs the client's address
+/// (`into_make_service_with_connect_info::<SocketAddr>`, as [`run`] does) for login
+/// throttling and the audit trail.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route(
+            "/api/login",
+            post(auth::login).layer(DefaultBodyLimit::max(auth::LOGIN_BODY_LIMIT)),
+        )
+        .route("/api/logout", post(auth::logout))
+        .route("/api/me", get(auth::me))
+        .route("/dicom-web/", get(auth::dicom_web_root))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
@@ -43,10 +71,13 @@ pub async fn run(
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state);
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     match tls {
         Some(config) => {
-            axum::serve(tls::TlsListener::new(listener, config)?, app)
+            // `tap_io` only to get axum's `ConnectInfo<SocketAddr>` for any listener whose
+            // address is a `SocketAddr`.
+            let listener = tls::TlsListener::new(listener, config)?.tap_io(|_| {});
+            axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
         }
@@ -76,7 +107,7 @@ async fn healthz(State(state): State<ApiState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<ApiState>) -> Response {
+async fn metrics(State(state): State<ApiState>, _caller: auth::Caller) -> Response {
     match &state.metrics {
         Some(h) => (
             [(
@@ -86,16 +117,12 @@ async fn metrics(State(state): State<ApiState>) -> Response {
             h.render(),
         )
             .into_response(),
-        None => (StatusCode::NOT_FOUND, "metrics are not enabled\n").into_response(),
+        None => ApiError::not_found("metrics are not enabled").into_response(),
     }
 }
 
-async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(serde_json::json!({ "error": "no such route" })),
-    )
-        .into_response()
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
 }
 
 async fn security_headers(mut res: Response) -> Response {

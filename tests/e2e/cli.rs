@@ -510,10 +510,35 @@ fn assert_security_headers(head: &str, what: &str) {
     }
 }
 
+/// GET with `Authorization: Bearer TOKEN`: (status, head, body).
+fn http_get_bearer(port: u16, path: &str, token: &str) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
+}
+
 #[test]
 fn http_health_metrics_and_unknown_route() {
     let archive = TestArchive::new(Backend::SqliteFiles);
     archive.add_clinic("HTTP Clinic", AE, None);
+    // Prometheus scrapes /metrics with the bearer token of a service account.
+    archive.pacs_ok(&["user", "add", "--username", "scraper", "--role", "service"]);
+    let created = archive.pacs_ok(&["user", "token", "create", "scraper"]);
+    let token = created
+        .lines()
+        .find(|l| l.starts_with("pacs_"))
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_owned();
     let server = archive.start();
 
     let (status, head, body) = server.http_get("/healthz");
@@ -531,7 +556,9 @@ fn http_health_metrics_and_unknown_route() {
         "{run:?}"
     );
 
-    let (status, head, body) = server.http_get("/metrics");
+    let (status, head, _) = server.http_get("/metrics");
+    assert_eq!(status, 401, "/metrics without credentials: {head}");
+    let (status, head, body) = http_get_bearer(server.http_port, "/metrics", &token);
     assert_eq!(status, 200, "{head}\n{body}");
     assert!(
         head.to_ascii_lowercase()
@@ -559,7 +586,9 @@ fn http_health_metrics_and_unknown_route() {
         "/healthz/../../etc/passwd",
         "/%3Cscript%3E",
     ] {
-        let (status, head, body) = server.http_get(path);
+        // Without credentials the caller does not learn which routes exist.
+        assert_eq!(server.http_get(path).0, 401, "{path} without credentials");
+        let (status, head, body) = http_get_bearer(server.http_port, path, &token);
         assert_eq!(status, 404, "{path}: {head}\n{body}");
         let v: serde_json::Value =
             serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body:?}"));

@@ -10,6 +10,7 @@ mod support;
 mod audit;
 mod bad_input;
 mod cli;
+mod http_auth;
 mod https;
 mod store;
 mod users;
