@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::support::*;
@@ -176,7 +176,8 @@ struct Transcript(Vec<(String, String)>);
 
 impl Transcript {
     fn run(&mut self, archive: &TestArchive, args: &[&str], stdin: Option<&str>) -> String {
-        let out = pacs_with_stdin(archive, args, stdin);
+        let line = stdin.map(|s| format!("{s}\n")).unwrap_or_default();
+        let out = archive.pacs_with_stdin(args, line.as_bytes());
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -186,32 +187,6 @@ impl Transcript {
         self.0.push((args.join(" "), text));
         String::from_utf8(out.stdout).unwrap()
     }
-}
-
-fn pacs_with_stdin(archive: &TestArchive, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut c = Command::new(pacs_bin());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PACS_") {
-            c.env_remove(k);
-        }
-    }
-    let mut child = c
-        .envs(archive.env())
-        .env("RUST_LOG", "info,sqlx=warn")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pacs");
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.map(|s| format!("{s}\n")).unwrap_or_default();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(data.as_bytes());
-    });
-    let out = child.wait_with_output().expect("wait for pacs");
-    writer.join().unwrap();
-    out
 }
 
 #[test]

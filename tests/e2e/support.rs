@@ -224,6 +224,28 @@ impl TestArchive {
             .expect("run pacs")
     }
 
+    /// Runs a one-shot `pacs` command with `stdin` piped in (passwords). `pacs` may stop
+    /// reading early (one line, 1 KiB): a broken pipe while writing is expected.
+    pub fn pacs_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pacs");
+        let mut input = child.stdin.take().unwrap();
+        let data = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(&data);
+        });
+        let out = child.wait_with_output().expect("wait for pacs");
+        writer.join().unwrap();
+        out
+    }
+
     /// Runs `pacs` and asserts success, returning stdout.
     pub fn pacs_ok(&self, args: &[&str]) -> String {
         let out = self.pacs(args);

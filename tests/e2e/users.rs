@@ -3,9 +3,8 @@
 //! a token's secret printed once. The credentials made by the command line are then
 //! checked in-process through pacs-store (login, token, session), on both backends.
 
-use std::io::Write;
 use std::net::IpAddr;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use pacs_store::users::{AuthFailure, Role, SessionTtl};
@@ -46,35 +45,6 @@ impl Transcript {
     }
 }
 
-/// `pacs ARGS` against `archive` with `stdin` piped in (the rest of TestArchive's helpers
-/// give the child no standard input).
-fn pacs_with_stdin(archive: &TestArchive, args: &[&str], stdin: &[u8]) -> Output {
-    let mut c = Command::new(pacs_bin());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PACS_") {
-            c.env_remove(k);
-        }
-    }
-    let mut child = c
-        .envs(archive.env())
-        .env("RUST_LOG", "info,sqlx=warn")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pacs");
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    // `pacs` stops reading after one line (or 1 KiB): a broken pipe here is expected.
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let out = child.wait_with_output().expect("wait for pacs");
-    writer.join().unwrap();
-    out
-}
-
 fn text(out: &Output) -> String {
     format!(
         "{}\n{}",
@@ -113,7 +83,7 @@ fn fails(archive: &TestArchive, t: &mut Transcript, args: &[&str], stdin: Option
 
 fn run(archive: &TestArchive, t: &mut Transcript, args: &[&str], stdin: Option<&str>) -> Output {
     let out = match stdin {
-        Some(s) => pacs_with_stdin(archive, args, format!("{s}\n").as_bytes()),
+        Some(s) => archive.pacs_with_stdin(args, format!("{s}\n").as_bytes()),
         None => archive.pacs(args),
     };
     t.record(args, &out);
@@ -643,7 +613,7 @@ fn huge_password_on_stdin_is_refused_fast() {
         &["user", "reset-password", "big", "--password-stdin"][..],
     ] {
         let started = Instant::now();
-        let out = pacs_with_stdin(&archive, args, huge.as_bytes());
+        let out = archive.pacs_with_stdin(args, huge.as_bytes());
         let took = started.elapsed();
         let all = text(&out);
         assert!(!out.status.success(), "{args:?} accepted a 2 MiB password");
