@@ -170,25 +170,6 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
-/// Every command of the test with its output, for the "never printed" checks.
-#[derive(Default)]
-struct Transcript(Vec<(String, String)>);
-
-impl Transcript {
-    fn run(&mut self, archive: &TestArchive, args: &[&str], stdin: Option<&str>) -> String {
-        let line = stdin.map(|s| format!("{s}\n")).unwrap_or_default();
-        let out = archive.pacs_with_stdin(args, line.as_bytes());
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "pacs {args:?} failed:\n{text}");
-        self.0.push((args.join(" "), text));
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
-
 #[test]
 fn http_authentication() {
     let archive = TestArchive::new(Backend::SqliteFiles);
@@ -203,7 +184,7 @@ fn http_authentication() {
             if pw.is_some() {
                 args.push("--password-stdin");
             }
-            t.run(&archive, &args, pw);
+            t.run_ok(&archive, &args, pw);
         };
     add(&mut t, "rad", "radiologist", None, Some(RAD_PW));
     add(
@@ -221,8 +202,8 @@ fn http_authentication() {
         Some(GONE_PW),
     );
     add(&mut t, "scraper", "service", None, None);
-    t.run(&archive, &["user", "disable", "gone"], None);
-    let created = t.run(
+    t.run_ok(&archive, &["user", "disable", "gone"], None);
+    let created = t.run_ok(
         &archive,
         &[
             "user",
@@ -438,7 +419,7 @@ fn http_authentication() {
     .expect(415, "not JSON");
 
     // The revoked token is refused.
-    t.run(&archive, &["user", "token", "revoke", &token_id], None);
+    t.run_ok(&archive, &["user", "token", "revoke", &token_id], None);
     let r = get(port, "/metrics", &with_token);
     r.expect(401, "revoked token");
     assert_eq!(r.error(), "invalid credentials");
@@ -453,7 +434,7 @@ fn http_authentication() {
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
 
     // The audit trail: successes, failures (with the reason kind) and the logout.
-    let out = t.run(
+    let out = t.run_ok(
         &archive,
         &["audit", "search", "--event", "110114", "--json"],
         None,
@@ -553,7 +534,7 @@ fn https_login_sets_a_secure_cookie() {
         .with_env("PACS_HTTP_TLS_CERT", cert.to_str().unwrap())
         .with_env("PACS_HTTP_TLS_KEY", key.to_str().unwrap());
     let mut t = Transcript::default();
-    t.run(
+    t.run_ok(
         &archive,
         &[
             "user",
@@ -602,7 +583,7 @@ fn https_login_sets_a_secure_cookie() {
         assert!(set_cookie.contains(attr), "{attr} in {set_cookie}");
     }
     drop(server);
-    let out = t.run(
+    let out = t.run_ok(
         &archive,
         &["audit", "search", "--event", "110114", "--json"],
         None,

@@ -396,6 +396,49 @@ impl TestArchive {
     }
 }
 
+/// Every `pacs` command a test ran, with what it printed, for the "never printed"
+/// checks (passwords, token secrets).
+#[derive(Default)]
+pub struct Transcript(pub Vec<(String, String)>);
+
+impl Transcript {
+    /// Runs `pacs ARGS` against `archive` (with `stdin` as one line, else no standard
+    /// input) and records stdout and stderr.
+    pub fn run(&mut self, archive: &TestArchive, args: &[&str], stdin: Option<&str>) -> Output {
+        let out = match stdin {
+            Some(s) => archive.pacs_with_stdin(args, format!("{s}\n").as_bytes()),
+            None => archive.pacs(args),
+        };
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.0.push((args.join(" "), text));
+        out
+    }
+
+    /// [`Transcript::run`], asserting success; returns stdout.
+    pub fn run_ok(&mut self, archive: &TestArchive, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(archive, args, stdin);
+        assert!(
+            out.status.success(),
+            "pacs {args:?} failed:\n{}",
+            self.0.last().map(|(_, t)| t.as_str()).unwrap_or("")
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The commands whose output contains `needle`.
+    pub fn commands_printing(&self, needle: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(_, text)| text.contains(needle))
+            .map(|(cmd, _)| cmd.as_str())
+            .collect()
+    }
+}
+
 impl Drop for TestArchive {
     fn drop(&mut self) {
         if let (Some(url), Ok(admin)) =

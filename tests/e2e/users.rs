@@ -19,32 +19,6 @@ const NURSE_PW: &str = "clinician passphrase 0004";
 const NEW_DOC_PW: &str = "a brand new doctor passphrase 0005";
 const PASSWORDS: [&str; 5] = [ADMIN_PW, RAD_PW, DOC_PW, NURSE_PW, NEW_DOC_PW];
 
-/// Everything the commands of one test printed, for the "never printed" checks.
-#[derive(Default)]
-struct Transcript(Vec<(String, String)>);
-
-impl Transcript {
-    fn record(&mut self, args: &[&str], out: &Output) {
-        self.0.push((
-            args.join(" "),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        ));
-    }
-
-    /// The commands whose output contains `needle`.
-    fn commands_printing(&self, needle: &str) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|(_, text)| text.contains(needle))
-            .map(|(cmd, _)| cmd.as_str())
-            .collect()
-    }
-}
-
 fn text(out: &Output) -> String {
     format!(
         "{}\n{}",
@@ -55,18 +29,12 @@ fn text(out: &Output) -> String {
 
 /// Runs `pacs ARGS` (with `stdin`), records it, and asserts success.
 fn ok(archive: &TestArchive, t: &mut Transcript, args: &[&str], stdin: Option<&str>) -> String {
-    let out = run(archive, t, args, stdin);
-    assert!(
-        out.status.success(),
-        "pacs {args:?} failed:\n{}",
-        text(&out)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    t.run_ok(archive, args, stdin)
 }
 
 /// Runs `pacs ARGS` (with `stdin`), records it, and asserts failure; returns stderr.
 fn fails(archive: &TestArchive, t: &mut Transcript, args: &[&str], stdin: Option<&str>) -> String {
-    let out = run(archive, t, args, stdin);
+    let out = t.run(archive, args, stdin);
     assert!(
         !out.status.success(),
         "pacs {args:?} should have failed:\n{}",
@@ -79,15 +47,6 @@ fn fails(archive: &TestArchive, t: &mut Transcript, args: &[&str], stdin: Option
     );
     assert!(!err.contains("panicked"), "{err}");
     err
-}
-
-fn run(archive: &TestArchive, t: &mut Transcript, args: &[&str], stdin: Option<&str>) -> Output {
-    let out = match stdin {
-        Some(s) => archive.pacs_with_stdin(args, format!("{s}\n").as_bytes()),
-        None => archive.pacs(args),
-    };
-    t.record(args, &out);
-    out
 }
 
 fn users_json(archive: &TestArchive, t: &mut Transcript) -> Vec<serde_json::Value> {
