@@ -80,12 +80,30 @@ cargo fmt --all --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 log "cargo test (unit, contract and end-to-end tests)"
+# Every log the end-to-end tests produce, and every secret they use, for the check below.
+export PACS_TEST_RUN_DIR="$WORK/run"
 set +e
 cargo test --workspace --all-targets 2>&1 | tee "$WORK/test.log"
 status=${PIPESTATUS[0]}
+
+log "no password, token, cookie or CSRF token in the log output of the whole run"
+# The checker must be able to fail: first on a planted secret, then on the real run.
+canary="$WORK/canary"
+mkdir -p "$canary/logs" "$canary/secrets"
+echo "planted-secret-0123456789" >"$canary/secrets/a.txt"
+echo "INFO something planted-secret-0123456789 leaked" >"$canary/logs/serve.log"
+if scripts/check-secrets-in-logs.sh "$canary" >/dev/null; then
+  echo "test secrets_in_logs_self_check ... FAILED (a planted secret went unnoticed)" | tee -a "$WORK/test.log"
+  status=1
+else
+  echo "test secrets_in_logs_self_check ... ok" | tee -a "$WORK/test.log"
+fi
+scripts/check-secrets-in-logs.sh "$PACS_TEST_RUN_DIR" | tee -a "$WORK/test.log"
+[[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 set -e
 # One closing line for the whole run (cargo prints one per test binary, the last of which
-# may be a binary without tests).
+# may be a binary without tests; the log check's lines count as tests too).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+     /^test secrets_in_logs/ { if ($0 ~ / \.\.\. ok/) p++; else f++ }
      END { printf "\n%d passed, %d failed\n", p, f }' "$WORK/test.log"
 exit "$status"

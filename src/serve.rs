@@ -72,14 +72,22 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     if demo {
         let users = demo_users(&archive, &settings).await?;
         let (name, password) = &users[0];
+        let names = users
+            .iter()
+            .map(|(u, _)| u.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let kept = demo_credentials_path(&settings);
+        // The password is shown to a person at a terminal only: when standard output goes
+        // to a file or a journal, it would be a password in a log.
+        let password = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            password.to_string()
+        } else {
+            format!("<see {}>", kept.display())
+        };
         println!(
-            "pacs: log in     POST {scheme}://{http_addr}/api/login with {{\"username\":\"{name}\",\"password\":\"{password}\"}} (demo users {}; passwords kept in {}). The web pages arrive with the viewer.",
-            users
-                .iter()
-                .map(|(u, _)| u.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            demo_credentials_path(&settings).display()
+            "pacs: log in     POST {scheme}://{http_addr}/api/login with {{\"username\":\"{name}\",\"password\":\"{password}\"}} (demo users {names}; passwords kept in {}). The web pages arrive with the viewer.",
+            kept.display()
         );
     }
     // Audit trail: the application started.

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use pacs_store::admin::{Actor, Admin};
 use pacs_store::archive::Archive;
 use pacs_store::users::{PASSWORD_MAX_BYTES, Password, Role, TokenId, TokenInfo, User, Username};
 
@@ -96,7 +97,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> anyhow::Result<ExitCo
             let username = parse_username(&username)?;
             let password = read_password()?;
             with_archive(settings, |a| async move {
-                a.index()
+                admin(&a, "pacs user reset-password")
                     .reset_password(&username, &password)
                     .await
                     .map_err(|e| user_error(e, &username))?;
@@ -124,6 +125,11 @@ where
     let result = f(archive).await;
     index.close().await;
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Administration by the person at this machine's command line, audited.
+fn admin<'a>(archive: &'a Archive, command: &'static str) -> Admin<'a> {
+    archive.index().admin(Actor::operator(), command)
 }
 
 fn parse_username(s: &str) -> anyhow::Result<Username> {
@@ -200,8 +206,7 @@ async fn add(settings: &Settings, args: AddArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        let user = a
-            .index()
+        let user = admin(&a, "pacs user add")
             .create_user(
                 &username,
                 role,
@@ -277,7 +282,12 @@ async fn set_disabled(
 ) -> anyhow::Result<ExitCode> {
     let username = parse_username(username)?;
     with_archive(settings, |a| async move {
-        a.index()
+        let command = if disabled {
+            "pacs user disable"
+        } else {
+            "pacs user enable"
+        };
+        admin(&a, command)
             .set_user_disabled(&username, disabled)
             .await
             .map_err(|e| user_error(e, &username))?;
@@ -301,8 +311,7 @@ async fn token(settings: &Settings, cmd: TokenCommand) -> anyhow::Result<ExitCod
             let username = parse_username(&username)?;
             let ttl = ttl_days.map(|d| Duration::from_secs(u64::from(d) * 86_400));
             with_archive(settings, |a| async move {
-                let t = a
-                    .index()
+                let t = admin(&a, "pacs user token create")
                     .create_token(&username, &label, ttl)
                     .await
                     .map_err(|e| user_error(e, &username))?;
@@ -320,12 +329,15 @@ async fn token(settings: &Settings, cmd: TokenCommand) -> anyhow::Result<ExitCod
         TokenCommand::Revoke { id } => {
             let id: TokenId = id.parse().map_err(|e| anyhow!("{e}"))?;
             with_archive(settings, |a| async move {
-                a.index().revoke_token(id).await.map_err(|e| match e {
-                    pacs_store::StoreError::NotFound(_) => {
-                        anyhow!("no token {id}; see `pacs user token list USER`")
-                    }
-                    other => other.into(),
-                })?;
+                admin(&a, "pacs user token revoke")
+                    .revoke_token(id)
+                    .await
+                    .map_err(|e| match e {
+                        pacs_store::StoreError::NotFound(_) => {
+                            anyhow!("no token {id}; see `pacs user token list USER`")
+                        }
+                        other => other.into(),
+                    })?;
                 println!("token {id} revoked");
                 Ok(())
             })

@@ -13,8 +13,13 @@
 //! - [`objects`]: the [`objects::ObjectStore`] port and its filesystem and S3 adapters.
 //! - [`check`]: integrity check and repair.
 //! - [`config`]: [`config::StoreConfig`] and how to open an [`archive::Archive`] from it.
+//! - [`access`]: the access policy — which studies a principal or AE may see, and what
+//!   else it may do. Every adapter reads patient data through it.
+//! - [`admin`]: audited administration (users, tokens, assignments) for the CLI and the API.
 //! - [`ae_title`]: the [`ae_title::AeTitle`] newtype; [`error`]: [`StoreError`].
 
+pub mod access;
+pub mod admin;
 pub mod ae_title;
 pub mod archive;
 pub mod audit;

@@ -32,6 +32,7 @@ use crate::{Result, StoreError};
 /// What a user is. Per-clinic roles carry their clinic; central roles have none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Role {
     /// Administers users, clinics and AE titles; sees everything (audited).
     Admin,
@@ -146,6 +147,7 @@ pub const USERNAME_MAX_CHARS: usize = 64;
 /// (so it is never mistaken for a hidden file or a command-line option).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Username(String);
 
 impl Username {
@@ -274,6 +276,7 @@ fn truncate_for_message(s: &str) -> String {
 
 /// A user as listed; the password hash never leaves this module.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     pub id: i64,
     pub username: Username,
@@ -344,6 +347,7 @@ impl From<sqlx::Error> for AuthFailure {
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenId(pub i64);
 
 impl fmt::Display for TokenId {
@@ -385,6 +389,7 @@ impl fmt::Debug for NewToken {
 
 /// A token as listed (no secret, no hash).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenInfo {
     pub id: TokenId,
     pub username: Username,

@@ -29,11 +29,12 @@ use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use pacs_store::access::{self, Capability, Scope};
 use pacs_store::audit::{Action, AuditEvent, EventId, EventType, Outcome, format_micros};
 use pacs_store::users::{AuthFailure, Principal, SessionTtl, Username};
 
 use crate::ApiState;
-use crate::error::{ApiError, Challenge};
+use crate::error::{ApiError, Challenge, ErrorBody};
 
 /// The browser session cookie.
 pub const SESSION_COOKIE: &str = "pacs_session";
@@ -87,6 +88,58 @@ impl Via {
 pub struct Caller {
     pub principal: Principal,
     pub via: Via,
+    /// The client's address, for the audit trail.
+    pub ip: Option<IpAddr>,
+}
+
+impl Caller {
+    /// The studies this caller may see (the access policy of `pacs_store::access`).
+    pub fn scope(&self) -> Scope {
+        Scope::of(&self.principal)
+    }
+
+    /// An audit event by this caller, from where they called.
+    pub fn event(&self, id: EventId, action: Action) -> AuditEvent {
+        AuditEvent::new(
+            id,
+            action,
+            self.principal.username.as_str(),
+            self.principal.role.as_str(),
+        )
+        .with_ip(self.ip)
+    }
+
+    /// Refuses with 403 (and a security alert in the audit trail) unless the caller has
+    /// `capability`.
+    pub async fn require(&self, state: &ApiState, capability: Capability) -> Result<(), ApiError> {
+        if access::may(&self.principal, capability) {
+            return Ok(());
+        }
+        let reason = format!(
+            "{} is not allowed for {}",
+            capability.describe(),
+            self.principal.role.with_article()
+        );
+        let event = self
+            .event(EventId::SecurityAlert, Action::Execute)
+            .with_outcome(
+                Outcome::MinorFailure,
+                format!("refused: {}", capability.describe()),
+            );
+        state.archive.audit_or_log(event).await;
+        Err(ApiError::forbidden(reason))
+    }
+
+    /// Writes `event` before patient data is answered: no audit, no data (fail closed).
+    pub async fn audit_read(&self, state: &ApiState, event: AuditEvent) -> Result<(), ApiError> {
+        state
+            .archive
+            .index()
+            .audit(event)
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiError::internal("cannot write the audit event of a read", &e))
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
@@ -169,6 +222,7 @@ async fn resolve(state: &ApiState, req: &Parts) -> Result<Caller, ApiError> {
             return Ok(Caller {
                 principal,
                 via: Via::Token,
+                ip: peer_ip(&req.extensions),
             });
         }
         Some(Authorization::Basic { username, password }) => {
@@ -190,6 +244,7 @@ async fn resolve(state: &ApiState, req: &Parts) -> Result<Caller, ApiError> {
                 Ok(principal) => Ok(Caller {
                     principal,
                     via: Via::Basic,
+                    ip,
                 }),
                 Err(f) => {
                     let (err, why) = login_refusal(f, challenge);
@@ -213,10 +268,32 @@ async fn resolve(state: &ApiState, req: &Parts) -> Result<Caller, ApiError> {
         .session_principal(secret.expose())
         .await
         .map_err(|f| refusal(f, challenge))?;
+    let ip = peer_ip(&req.extensions);
     if !is_safe(&req.method) {
         let given = req.headers.get(CSRF_HEADER).map(HeaderValue::as_bytes);
         if !given.is_some_and(|g| same_secret(g, csrf_token.as_bytes())) {
-            return Err(ApiError::forbidden("CSRF token missing or wrong"));
+            // A forged cross-site request, or a page that lost its token: either way the
+            // owner of the session should be able to find it.
+            let why = if given.is_some() {
+                "CSRF token wrong"
+            } else {
+                "CSRF token missing"
+            };
+            let event = AuditEvent::new(
+                EventId::SecurityAlert,
+                Action::Execute,
+                principal.username.as_str(),
+                principal.role.as_str(),
+            )
+            .with_ip(ip)
+            .with_outcome(
+                Outcome::MinorFailure,
+                format!("{why}: {} {} refused", req.method, req.uri.path()),
+            );
+            state.archive.audit_or_log(event).await;
+            return Err(ApiError::forbidden(
+                "CSRF token missing or wrong: send the token from the login answer in X-CSRF-Token",
+            ));
         }
     }
     Ok(Caller {
@@ -225,6 +302,7 @@ async fn resolve(state: &ApiState, req: &Parts) -> Result<Caller, ApiError> {
             secret,
             csrf_token: Secret(csrf_token),
         },
+        ip,
     })
 }
 
@@ -416,13 +494,22 @@ async fn audit_login_failure(
 // Routes
 
 /// The body of `POST /api/login`. No `Debug`: it holds a password.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
     username: String,
     password: String,
 }
 
 /// `POST /api/login`: checks the password, starts a session and sets its cookie.
+#[utoipa::path(post, path = "/api/login", tag = "session", request_body = LoginRequest,
+    security(()),
+    responses(
+        (status = 200, description = "Logged in: the `pacs_session` cookie is set; the body \
+            gives the user and the CSRF token for state-changing requests", body = serde_json::Value),
+        (status = 401, description = "Wrong username or password", body = ErrorBody),
+        (status = 403, description = "Account disabled", body = ErrorBody),
+        (status = 429, description = "Too many failed logins (Retry-After)", body = ErrorBody),
+    ))]
 pub async fn login(
     State(state): State<ApiState>,
     PeerIp(ip): PeerIp,
@@ -481,6 +568,9 @@ pub async fn login(
 
 /// `POST /api/logout`: ends the session of the cookie (if that is how the caller came) and
 /// clears the cookie.
+#[utoipa::path(post, path = "/api/logout", tag = "session",
+    responses((status = 200, body = serde_json::Value), (status = 401, body = ErrorBody),
+        (status = 403, description = "CSRF token missing or wrong", body = ErrorBody)))]
 pub async fn logout(
     State(state): State<ApiState>,
     PeerIp(ip): PeerIp,
@@ -515,6 +605,8 @@ pub async fn logout(
 
 /// `GET /api/me`: who the caller is (and, for a browser session, its CSRF token, which the
 /// page needs again after a reload).
+#[utoipa::path(get, path = "/api/me", tag = "session",
+    responses((status = 200, body = serde_json::Value), (status = 401, body = ErrorBody)))]
 pub async fn me(caller: Caller) -> Response {
     let p = &caller.principal;
     let mut body = serde_json::json!({

@@ -13,6 +13,15 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pacs_store::StoreError;
 
+/// `{"error": "<reason>"}`: the body of every error answer (for the OpenAPI document).
+#[derive(utoipa::ToSchema)]
+#[schema(as = Error)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    /// What went wrong, and what to do about it when the caller can do something.
+    error: String,
+}
+
 /// The authentication schemes a 401 offers (`WWW-Authenticate`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Challenge {
@@ -140,13 +149,16 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-/// Store errors: refusals the store words for people become 400/404; anything else is
-/// internal.
+/// Store errors: refusals the store words for people become 400/404/409 with the store's
+/// words (they name what the caller asked for, never internals; patient data is never
+/// answered through them — a study the caller may not see is `None`, not an error);
+/// anything else is internal.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Invalid(reason) => ApiError::bad_request(reason),
-            StoreError::NotFound(_) => ApiError::not_found("not found"),
+            e @ StoreError::NotFound(_) => ApiError::not_found(e.to_string()),
+            e @ StoreError::AlreadyExists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             other => ApiError::internal("index or object store error", &other),
         }
     }

@@ -3,8 +3,12 @@
 //! Served over HTTPS ([`tls`]) when a certificate is configured. Routes:
 //! - `GET /healthz`: liveness + index reachability (no authentication);
 //! - `POST /api/login`, `POST /api/logout`, `GET /api/me`: browser sessions ([`auth`]);
-//! - `GET /metrics`: Prometheus text (ingest counters and latencies), for a bearer token of
-//!   a service account (or any logged-in user);
+//! - `GET /metrics`: Prometheus text (ingest counters and latencies), for service accounts
+//!   and administrators;
+//! - `GET /api/studies`, `GET /api/studies/{uid}`: the studies the caller may see
+//!   ([`studies`], through the access policy of `pacs_store::access`);
+//! - `/api/admin/…`: users, tokens, study assignments, audit search ([`admin`]);
+//! - `GET /api/openapi.json`: the OpenAPI document of all of this ([`openapi`]);
 //! - `GET /dicom-web/`: who the caller is (HTTP Basic accepted here); DICOMweb, the
 //!   worklist and reports come with later issues.
 //!
@@ -12,8 +16,11 @@
 //! Every response carries the security headers; errors are [`error::ApiError`], whose
 //! bodies never carry internals. This crate never depends on `dicom-scp`.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod openapi;
+pub mod studies;
 pub mod tls;
 
 use std::future::Future;
@@ -24,7 +31,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::serve::ListenerExt as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use pacs_store::archive::Archive;
@@ -53,6 +60,40 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/logout", post(auth::logout))
         .route("/api/me", get(auth::me))
+        .route("/api/openapi.json", get(openapi::document))
+        .route("/api/studies", get(studies::list))
+        .route("/api/studies/{uid}", get(studies::get_one))
+        .route(
+            "/api/admin/users",
+            get(admin::list_users).post(admin::create_user),
+        )
+        .route("/api/admin/users/{username}", get(admin::get_user))
+        .route(
+            "/api/admin/users/{username}/disable",
+            post(admin::disable_user),
+        )
+        .route(
+            "/api/admin/users/{username}/enable",
+            post(admin::enable_user),
+        )
+        .route(
+            "/api/admin/users/{username}/password",
+            put(admin::reset_password),
+        )
+        .route(
+            "/api/admin/users/{username}/tokens",
+            get(admin::list_tokens).post(admin::create_token),
+        )
+        .route("/api/admin/tokens/{id}", delete(admin::revoke_token))
+        .route(
+            "/api/admin/studies/{uid}/assignments",
+            post(admin::assign_study),
+        )
+        .route(
+            "/api/admin/studies/{uid}/assignments/{username}",
+            delete(admin::revoke_assignment),
+        )
+        .route("/api/admin/audit", get(admin::search_audit))
         .route("/dicom-web/", get(auth::dicom_web_root))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -107,7 +148,13 @@ async fn healthz(State(state): State<ApiState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<ApiState>, _caller: auth::Caller) -> Response {
+async fn metrics(State(state): State<ApiState>, caller: auth::Caller) -> Response {
+    if let Err(e) = caller
+        .require(&state, pacs_store::access::Capability::ReadMetrics)
+        .await
+    {
+        return e.into_response();
+    }
     match &state.metrics {
         Some(h) => (
             [(

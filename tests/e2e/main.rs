@@ -5,8 +5,11 @@
 //! Run through `scripts/test.sh`, which installs dcmtk, pynetdicom, PostgreSQL and Garage
 //! and exports where they listen. A test whose peer is missing fails; nothing is skipped.
 
+mod http;
 mod support;
 
+mod access;
+mod admin_api;
 mod audit;
 mod bad_input;
 mod cli;

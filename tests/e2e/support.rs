@@ -29,6 +29,49 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Where this test run keeps what the run-wide secret check reads (scripts/test.sh runs
+/// `scripts/check-secrets-in-logs.sh` on it after the tests): `logs/` — the log output of
+/// every `pacs` process the tests ran — and `secrets/` — every password, token, session
+/// cookie and CSRF token the tests used or were given. `PACS_TEST_RUN_DIR`, else
+/// `target/e2e-run`.
+pub fn run_dir() -> PathBuf {
+    std::env::var_os("PACS_TEST_RUN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/e2e-run"))
+}
+
+/// Keeps `text` (log output of a `pacs` process) for the run-wide secret check.
+pub fn keep_log(kind: &str, text: &[u8]) {
+    if text.is_empty() {
+        return;
+    }
+    let dir = run_dir().join("logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = format!("{kind}-{}.log", uuid::Uuid::new_v4().simple());
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+/// Records a secret the tests used or received: no log of the run may contain it.
+pub fn note_secret(secret: &str) {
+    let secret = secret.trim();
+    if secret.is_empty() {
+        return;
+    }
+    let dir = run_dir().join("secrets");
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = format!("{}.txt", uuid::Uuid::new_v4().simple());
+    std::fs::write(dir.join(name), format!("{secret}\n")).unwrap();
+}
+
+/// Notes the token secrets (`pacs_…` lines) a command printed on stdout.
+fn note_printed_tokens(stdout: &[u8]) {
+    for line in String::from_utf8_lossy(stdout).lines() {
+        if line.starts_with("pacs_") && line.len() > 20 {
+            note_secret(line);
+        }
+    }
+}
+
 pub fn sample_dir() -> PathBuf {
     repo_root().join("sample-dicom/files")
 }
@@ -217,11 +260,15 @@ impl TestArchive {
 
     /// Runs a one-shot `pacs` command against this archive.
     pub fn pacs(&self, args: &[&str]) -> Output {
-        self.command()
+        let out = self
+            .command()
             .args(args)
             .stdin(Stdio::null())
             .output()
-            .expect("run pacs")
+            .expect("run pacs");
+        keep_log("cli", &out.stderr);
+        note_printed_tokens(&out.stdout);
+        out
     }
 
     /// Runs a one-shot `pacs` command with `stdin` piped in (passwords). `pacs` may stop
@@ -243,6 +290,10 @@ impl TestArchive {
         });
         let out = child.wait_with_output().expect("wait for pacs");
         writer.join().unwrap();
+        // What is piped in is a password.
+        note_secret(&String::from_utf8_lossy(stdin));
+        keep_log("cli", &out.stderr);
+        note_printed_tokens(&out.stdout);
         out
     }
 
@@ -306,10 +357,13 @@ impl TestArchive {
             .expect("spawn pacs serve");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let keep = printed.clone();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             for line in lines.by_ref() {
                 let Ok(line) = line else { break };
+                keep.lock().unwrap().push_str(&format!("{line}\n"));
                 if let Some(rest) = line.strip_prefix("PACS_READY ") {
                     let _ = tx.send(rest.to_owned());
                 }
@@ -338,6 +392,7 @@ impl TestArchive {
             dicom_port: port("dicom_port"),
             http_port: port("http_port"),
             log_path,
+            printed,
         }
     }
 
@@ -475,6 +530,8 @@ pub struct Server {
     pub dicom_port: u16,
     pub http_port: u16,
     pub log_path: PathBuf,
+    /// What the server printed on stdout.
+    printed: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
@@ -536,6 +593,10 @@ impl Drop for Server {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // Its whole output, for the run-wide secret check.
+        let mut all = std::fs::read(&self.log_path).unwrap_or_default();
+        all.extend_from_slice(self.printed.lock().unwrap().as_bytes());
+        keep_log("serve", &all);
     }
 }
 

@@ -1,0 +1,412 @@
+//! The admin API under `/api/admin`: users, API tokens, study assignments and the audit
+//! trail (clinics and AE titles in [`crate::admin_clinics`]). The web admin pages use it;
+//! `GET /api/openapi.json` describes it.
+//!
+//! Every handler first asks the access policy ([`Caller::require`]): only administrators
+//! pass; anyone else gets 403 and a security alert in the audit trail. Changes go through
+//! `pacs_store::admin`, which audits each of them (success or refusal) with the caller's
+//! name and address. Answers carrying a secret (a new token) are `Cache-Control: no-store`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pacs_store::access::{Assignment, Capability};
+use pacs_store::admin::{Actor, Admin};
+use pacs_store::audit::{self, Action, AuditFilter, AuditRecord, EventId};
+use pacs_store::users::{Password, Role, TokenId, TokenInfo, User, Username};
+
+use crate::ApiState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::studies::is_uid;
+
+const CHANNEL: &str = "HTTP admin API";
+
+/// Checks the caller may administer, and gives the audited administration of the store.
+async fn admin<'a>(state: &'a ApiState, caller: &Caller) -> Result<Admin<'a>, ApiError> {
+    caller.require(state, Capability::Administer).await?;
+    Ok(state
+        .archive
+        .index()
+        .admin(Actor::user(&caller.principal, caller.ip), CHANNEL))
+}
+
+fn username(raw: &str) -> Result<Username, ApiError> {
+    Username::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    b.map(|Json(t)| t).map_err(ApiError::from)
+}
+
+// ---------------------------------------------------------------------------------------
+// Users
+
+/// `GET /api/admin/users`
+#[utoipa::path(get, path = "/api/admin/users", tag = "admin",
+    responses((status = 200, body = [User]), (status = 403, body = ErrorBody)))]
+pub async fn list_users(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<Vec<User>>, ApiError> {
+    admin(&state, &caller).await?;
+    Ok(Json(state.archive.index().list_users().await?))
+}
+
+/// `GET /api/admin/users/{username}`
+#[utoipa::path(get, path = "/api/admin/users/{username}", tag = "admin",
+    params(("username" = String, Path)),
+    responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_user(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<User>, ApiError> {
+    admin(&state, &caller).await?;
+    let name = username(&name)?;
+    state
+        .archive
+        .index()
+        .find_user(&name)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no user {name}")))
+}
+
+/// The body of `POST /api/admin/users`. No `Debug`: it holds a password.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    username: String,
+    role: Role,
+    /// The clinic's name: required for township doctors and clinicians, optional for
+    /// service accounts, refused for admins and radiologists.
+    clinic: Option<String>,
+    /// Radiologists only (neuro, chest, msk…).
+    #[serde(default)]
+    subspecialties: Vec<String>,
+    /// At least 12 characters; only a service account may have none.
+    password: Option<String>,
+}
+
+/// `POST /api/admin/users`: 201 with the user.
+#[utoipa::path(post, path = "/api/admin/users", tag = "admin", request_body = NewUser,
+    responses((status = 201, body = User), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_user(
+    State(state): State<ApiState>,
+    caller: Caller,
+    req: Result<Json<NewUser>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let admin = admin(&state, &caller).await?;
+    let req = body(req)?;
+    let name = username(&req.username)?;
+    let password = req
+        .password
+        .as_deref()
+        .map(Password::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let user = admin
+        .create_user(
+            &name,
+            req.role,
+            req.clinic.as_deref(),
+            &req.subspecialties,
+            password.as_ref(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(user)).into_response())
+}
+
+/// `POST /api/admin/users/{username}/disable`: also ends the user's sessions.
+#[utoipa::path(post, path = "/api/admin/users/{username}/disable", tag = "admin",
+    params(("username" = String, Path)),
+    responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn disable_user(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<User>, ApiError> {
+    set_disabled(state, caller, name, true).await
+}
+
+/// `POST /api/admin/users/{username}/enable`
+#[utoipa::path(post, path = "/api/admin/users/{username}/enable", tag = "admin",
+    params(("username" = String, Path)),
+    responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn enable_user(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<User>, ApiError> {
+    set_disabled(state, caller, name, false).await
+}
+
+async fn set_disabled(
+    state: ApiState,
+    caller: Caller,
+    name: String,
+    disabled: bool,
+) -> Result<Json<User>, ApiError> {
+    let admin = admin(&state, &caller).await?;
+    let name = username(&name)?;
+    if disabled && name == caller.principal.username {
+        return Err(ApiError::bad_request(
+            "you cannot disable your own account: ask another administrator",
+        ));
+    }
+    Ok(Json(admin.set_user_disabled(&name, disabled).await?))
+}
+
+/// The body of `PUT /api/admin/users/{username}/password`. No `Debug`.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPassword {
+    password: String,
+}
+
+/// `PUT /api/admin/users/{username}/password`: sets a new password and ends the user's
+/// sessions. 204.
+#[utoipa::path(put, path = "/api/admin/users/{username}/password", tag = "admin",
+    params(("username" = String, Path)), request_body = NewPassword,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn reset_password(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    req: Result<Json<NewPassword>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let admin = admin(&state, &caller).await?;
+    let name = username(&name)?;
+    let req = body(req)?;
+    let password =
+        Password::parse(&req.password).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    admin.reset_password(&name, &password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------
+// Tokens
+
+/// `GET /api/admin/users/{username}/tokens`: revoked and expired ones too, no secrets.
+#[utoipa::path(get, path = "/api/admin/users/{username}/tokens", tag = "admin",
+    params(("username" = String, Path)),
+    responses((status = 200, body = [TokenInfo]), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_tokens(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<TokenInfo>>, ApiError> {
+    admin(&state, &caller).await?;
+    let name = username(&name)?;
+    Ok(Json(state.archive.index().list_tokens(&name).await?))
+}
+
+/// The body of `POST /api/admin/users/{username}/tokens`.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTokenRequest {
+    /// What the token is for ("prometheus", "report-gateway").
+    label: String,
+    /// Lifetime in days (1–3660); none: until revoked.
+    expires_in_days: Option<u32>,
+}
+
+/// A token just created: `token` is shown now and never again.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct CreatedToken {
+    id: TokenId,
+    /// `pacs_` and 64 hex digits: send as `Authorization: Bearer <token>`.
+    token: String,
+    /// Unix microseconds; none: until revoked.
+    expires_at: Option<i64>,
+}
+
+/// `POST /api/admin/users/{username}/tokens`: 201 with the secret, shown once.
+#[utoipa::path(post, path = "/api/admin/users/{username}/tokens", tag = "admin",
+    params(("username" = String, Path)), request_body = NewTokenRequest,
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn create_token(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    req: Result<Json<NewTokenRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let admin = admin(&state, &caller).await?;
+    let name = username(&name)?;
+    let req = body(req)?;
+    let ttl = match req.expires_in_days {
+        None => None,
+        Some(d @ 1..=3660) => Some(Duration::from_secs(u64::from(d) * 86_400)),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "expires_in_days must be between 1 and 3660",
+            ));
+        }
+    };
+    let token = admin.create_token(&name, &req.label, ttl).await?;
+    let created = CreatedToken {
+        id: token.id,
+        token: token.secret,
+        expires_at: token.expires_at,
+    };
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(created),
+    )
+        .into_response())
+}
+
+/// `DELETE /api/admin/tokens/{id}`: revokes for good. 204.
+#[utoipa::path(delete, path = "/api/admin/tokens/{id}", tag = "admin",
+    params(("id" = i64, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke_token(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let admin = admin(&state, &caller).await?;
+    let id: TokenId = id
+        .parse()
+        .map_err(|e: pacs_store::StoreError| ApiError::bad_request(e.to_string()))?;
+    admin.revoke_token(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------
+// Study assignments
+
+/// The body of `POST /api/admin/studies/{uid}/assignments`.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignRequest {
+    /// A radiologist's username.
+    username: String,
+}
+
+/// `POST /api/admin/studies/{uid}/assignments`: gives the study to a radiologist to read
+/// (they then see it and that patient's priors). 201; assigning again is harmless.
+#[utoipa::path(post, path = "/api/admin/studies/{study_instance_uid}/assignments", tag = "admin",
+    params(("study_instance_uid" = String, Path)), request_body = AssignRequest,
+    responses((status = 201, body = Assignment), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn assign_study(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(uid): Path<String>,
+    req: Result<Json<AssignRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let admin = admin(&state, &caller).await?;
+    if !is_uid(&uid) {
+        return Err(ApiError::bad_request("not a Study Instance UID"));
+    }
+    let req = body(req)?;
+    let name = username(&req.username)?;
+    let a = admin.assign_study(&uid, &name).await?;
+    Ok((StatusCode::CREATED, Json(a)).into_response())
+}
+
+/// `DELETE /api/admin/studies/{uid}/assignments/{username}`: takes the study back. 204.
+#[utoipa::path(delete, path = "/api/admin/studies/{study_instance_uid}/assignments/{username}",
+    tag = "admin", params(("study_instance_uid" = String, Path), ("username" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke_assignment(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((uid, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let admin = admin(&state, &caller).await?;
+    if !is_uid(&uid) {
+        return Err(ApiError::bad_request("not a Study Instance UID"));
+    }
+    let name = username(&name)?;
+    admin.revoke_assignment(&uid, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------
+// Audit trail
+
+/// Query parameters of `GET /api/admin/audit`; every one given must match.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Patient ID (exact).
+    patient: Option<String>,
+    /// Username or AE title (exact).
+    user: Option<String>,
+    /// From (inclusive): `2026-03-01` or RFC 3339.
+    since: Option<String>,
+    /// Until (inclusive): a date means the end of that day.
+    until: Option<String>,
+    /// PS3.15 event ID (110100–110114).
+    event: Option<i64>,
+    /// At most this many, the most recent (1–10000, default 100).
+    limit: Option<i64>,
+}
+
+/// `GET /api/admin/audit`: matching entries, oldest first, with their hashes. The search is
+/// itself audited (110101 Audit Log Used).
+#[utoipa::path(get, path = "/api/admin/audit", tag = "admin", params(AuditQuery),
+    responses((status = 200, description = "Audit entries (JSON objects)", body = [serde_json::Value]),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn search_audit(
+    State(state): State<ApiState>,
+    caller: Caller,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(&state, Capability::ReadAuditTrail).await?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(crate::studies::query_reason(&e)))?;
+    let time = |v: &Option<String>, name: &str, end: bool| {
+        v.as_deref()
+            .map(|s| audit::parse_time(s, end))
+            .transpose()
+            .map_err(|e| ApiError::bad_request(format!("{name}: {e}")))
+    };
+    let filter = AuditFilter {
+        patient: q.patient.clone(),
+        user: q.user.clone(),
+        since: time(&q.since, "since", false)?,
+        until: time(&q.until, "until", true)?,
+        event_id: q
+            .event
+            .map(|c| {
+                EventId::from_code(c).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "event {c} is not a PS3.15 audit event ID (110100 to 110114)"
+                    ))
+                })
+            })
+            .transpose()?,
+        limit: match q.limit {
+            None => None,
+            Some(l @ 1..=10_000) => Some(l),
+            Some(_) => return Err(ApiError::bad_request("limit must be between 1 and 10000")),
+        },
+    };
+    let records = state.archive.index().search_audit(&filter).await?;
+    let event = caller
+        .event(EventId::AuditLogUsed, Action::Read)
+        .with_patient(filter.patient.clone(), None)
+        .with_detail(format!(
+            "{CHANNEL}: audit search{}{}; {} entries",
+            q.user
+                .as_deref()
+                .map_or(String::new(), |u| format!(" user {u}")),
+            q.event.map_or(String::new(), |e| format!(" event {e}")),
+            records.len()
+        ));
+    caller.audit_read(&state, event).await?;
+    let body: Vec<serde_json::Value> = records.iter().map(AuditRecord::to_json).collect();
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
+}

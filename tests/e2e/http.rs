@@ -1,0 +1,179 @@
+//! A small HTTP/1.1 client for the end-to-end tests: requests written byte by byte (so that
+//! malformed ones can be sent too), answers read until the server closes.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::support::note_secret;
+
+/// An HTTP/1.1 answer: status, head (status line and headers) and body.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn headers(&self, name: &str) -> Vec<String> {
+        self.head
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_owned())
+            })
+            .collect()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: not JSON:\n{}\n{}", self.head, self.body))
+    }
+
+    /// The `error` of a JSON error body.
+    pub fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error in {}", self.body))
+            .to_owned()
+    }
+
+    /// Status and the security headers every answer carries.
+    pub fn expect(&self, status: u16, what: &str) -> &Self {
+        assert_eq!(self.status, status, "{what}:\n{}\n{}", self.head, self.body);
+        let h = self.head.to_ascii_lowercase();
+        for needle in [
+            "content-security-policy:",
+            "x-content-type-options: nosniff",
+        ] {
+            assert!(h.contains(needle), "{what}: no {needle} in\n{}", self.head);
+        }
+        self
+    }
+}
+
+/// Sends `request` as is and reads the answer until the server closes.
+pub fn send_raw(port: u16, request: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_nodelay(true).unwrap();
+    // The server may answer (413) before it has read everything: keep what it said.
+    let _ = s.write_all(request);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) if !buf.is_empty() => break,
+            Err(e) => panic!("no answer: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    let resp = Resp {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    };
+    note_secrets_given(&resp);
+    resp
+}
+
+/// Notes every credential the server hands out (session cookies, CSRF tokens, API tokens)
+/// for the run-wide check that no log contains one.
+fn note_secrets_given(r: &Resp) {
+    for cookie in r.headers("set-cookie") {
+        if let Some(v) = cookie.strip_prefix("pacs_session=") {
+            note_secret(v.split(';').next().unwrap_or(""));
+        }
+    }
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.body) {
+        for key in ["csrf_token", "token"] {
+            if let Some(s) = v.get(key).and_then(|s| s.as_str()) {
+                note_secret(s);
+            }
+        }
+    }
+}
+
+/// The credentials in the JSON body of a request (a login's or a new user's password).
+fn note_secrets_sent(body: Option<&str>) {
+    let Some(v) = body.and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok()) else {
+        return;
+    };
+    if let Some(p) = v.get("password").and_then(|p| p.as_str()) {
+        note_secret(p);
+    }
+}
+
+pub fn request_bytes(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Vec<u8> {
+    let mut r = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        r.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        && body.is_some()
+    {
+        r.push_str("Content-Type: application/json\r\n");
+    }
+    let body = body.unwrap_or("");
+    if method != "GET" {
+        r.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    r.push_str("\r\n");
+    r.push_str(body);
+    r.into_bytes()
+}
+
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Resp {
+    note_secrets_sent(body);
+    for (k, v) in headers {
+        if k.eq_ignore_ascii_case("authorization") {
+            note_secret(v.split_once(' ').map_or(*v, |(_, c)| c));
+        }
+    }
+    send_raw(port, &request_bytes(method, path, headers, body))
+}
+
+pub fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> Resp {
+    request(port, "GET", path, headers, None)
+}
+
+pub fn login(port: u16, username: &str, password: &str) -> Resp {
+    let body = serde_json::json!({ "username": username, "password": password }).to_string();
+    request(port, "POST", "/api/login", &[], Some(&body))
+}
+
+/// The session cookie a login set (its value).
+pub fn session_of(r: &Resp) -> String {
+    let set = r.headers("set-cookie");
+    assert_eq!(set.len(), 1, "{}", r.head);
+    set[0]
+        .strip_prefix("pacs_session=")
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("{}", set[0]))
+        .to_owned()
+}
