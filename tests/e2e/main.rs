@@ -10,6 +10,7 @@ mod support;
 mod audit;
 mod bad_input;
 mod cli;
+mod dicom_tls;
 mod http_auth;
 mod https;
 mod store;

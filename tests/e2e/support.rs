@@ -338,6 +338,7 @@ impl TestArchive {
             dicom_port: port("dicom_port"),
             http_port: port("http_port"),
             log_path,
+            ready,
         }
     }
 
@@ -475,9 +476,20 @@ pub struct Server {
     pub dicom_port: u16,
     pub http_port: u16,
     pub log_path: PathBuf,
+    /// The `PACS_READY …` line's `name=port` pairs (see [`Server::ready_port`]).
+    ready: String,
 }
 
 impl Server {
+    /// A port announced on the `PACS_READY` line, e.g. `dicom_tls_port` (only there when
+    /// that listener is configured).
+    pub fn ready_port(&self, name: &str) -> Option<u16> {
+        self.ready
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|p| p.parse().ok())
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
