@@ -69,10 +69,9 @@ pub async fn run(
 }
 
 /// Which listener a connection came in on.
-#[derive(Debug, Clone, Copy)]
-enum Port {
+enum Via {
     Plain,
-    Tls,
+    Tls(TlsAcceptor),
 }
 
 /// [`run`] with a second, TLS listener. Both share the association limit (one semaphore:
@@ -87,22 +86,22 @@ pub async fn run_with_tls(
     let config = Arc::new(config);
     let slots = Arc::new(Semaphore::new(config.max_associations));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let acceptor = tls.as_ref().map(|t| TlsAcceptor::from(t.config.clone()));
-    let tls_listener = tls.map(|t| t.listener);
+    let tls = tls.map(|t| (t.listener, TlsAcceptor::from(t.config)));
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        let (accepted, port) = tokio::select! {
+        let (accepted, via) = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => (accepted, Port::Plain),
-            accepted = accept_if_some(tls_listener.as_ref()) => (accepted, Port::Tls),
+            accepted = listener.accept() => (accepted, Via::Plain),
+            (accepted, acceptor) = accept_tls(tls.as_ref()) => (accepted, Via::Tls(acceptor)),
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 // EMFILE and friends: wait a little rather than spin.
-                tracing::warn!(error = %e, ?port, "accept failed");
+                let tls = matches!(via, Via::Tls(_));
+                tracing::warn!(error = %e, tls, "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -112,11 +111,10 @@ pub async fn run_with_tls(
         let archive = archive.clone();
         let config = config.clone();
         let stop = stop_rx.clone();
-        let acceptor = acceptor.clone();
         tasks.spawn(async move {
             let busy = permit.is_none();
-            match (port, acceptor) {
-                (Port::Tls, Some(acceptor)) => {
+            match via {
+                Via::Tls(acceptor) => {
                     let Some(tls) =
                         tls_handshake(&acceptor, stream, peer, &archive, &config, stop.clone())
                             .await
@@ -135,7 +133,7 @@ pub async fn run_with_tls(
                     };
                     handle_connection(tls, peer, archive, &config, busy, stop, security).await;
                 }
-                _ => {
+                Via::Plain => {
                     handle_connection(
                         stream,
                         peer,
@@ -168,12 +166,13 @@ pub async fn run_with_tls(
     Ok(())
 }
 
-/// Accepts on the listener when there is one; never resolves otherwise.
-async fn accept_if_some(
-    listener: Option<&TcpListener>,
-) -> std::io::Result<(TcpStream, SocketAddr)> {
-    match listener {
-        Some(l) => l.accept().await,
+/// Accepts on the TLS listener when there is one (with its acceptor for the connection);
+/// never resolves otherwise.
+async fn accept_tls(
+    tls: Option<&(TcpListener, TlsAcceptor)>,
+) -> (std::io::Result<(TcpStream, SocketAddr)>, TlsAcceptor) {
+    match tls {
+        Some((listener, acceptor)) => (listener.accept().await, acceptor.clone()),
         None => std::future::pending().await,
     }
 }
