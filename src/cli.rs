@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// Address the DICOM listener binds. Env: PACS_DICOM_BIND.
     #[arg(long)]
     pub dicom_bind: Option<IpAddr>,
+    /// DICOM TLS port (0 picks a free one); needs dicom_tls_cert and dicom_tls_key.
+    /// Env: PACS_DICOM_TLS_PORT.
+    #[arg(long)]
+    pub dicom_tls_port: Option<u16>,
     /// HTTP port (0 picks a free one). Env: PACS_HTTP_PORT.
     #[arg(long)]
     pub http_port: Option<u16>,
@@ -86,6 +90,13 @@ pub enum ClinicCommand {
         /// Accept this AE only from this IP address.
         #[arg(long)]
         host: Option<IpAddr>,
+        /// Accept this AE only over the DICOM TLS port (refused on the plain port).
+        #[arg(long)]
+        tls_only: bool,
+        /// Accept this AE only with a client certificate verified against
+        /// dicom_tls_client_ca (implies --tls-only).
+        #[arg(long)]
+        require_client_cert: bool,
     },
     /// List clinics and their AE titles.
     List {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use pacs_store::ae_title::AeTitle;
 use pacs_store::archive::{Archive, IngestError, IngestOutcome, Source};
+use pacs_store::index::AeOptions;
 
 use crate::cli::{CheckArgs, Cli, ClinicCommand, Command, ImportArgs, StatsArgs};
 use crate::settings::Settings;
@@ -41,18 +42,42 @@ async fn clinic(settings: &Settings, cmd: ClinicCommand) -> anyhow::Result<ExitC
             name,
             ae_title,
             host,
+            tls_only,
+            require_client_cert,
         } => {
             let ae = AeTitle::parse(&ae_title)?;
-            let added = archive.index().add_clinic_ae(&name, &ae, host).await;
-            audit_clinic_add(&archive, &name, &ae, host, &added).await;
+            let options = AeOptions {
+                host,
+                tls_only,
+                require_client_cert,
+            }
+            .normalized();
+            let added = archive.index().add_clinic_ae(&name, &ae, options).await;
+            audit_clinic_add(&archive, &name, &ae, &options, &added).await;
             let reg = added?;
             println!(
-                "registered AE title {} for clinic {:?}{}",
+                "registered AE title {} for clinic {:?} ({})",
                 reg.ae_title,
                 reg.clinic_name,
-                host.map(|h| format!(" (only from {h})"))
-                    .unwrap_or_default()
+                reg.options().describe()
             );
+            // Hints only: `pacs serve` may run with another configuration than this command.
+            if reg.tls_only && settings.dicom_tls_port.is_none() {
+                println!(
+                    "note: {} is accepted only over DICOM TLS, and this configuration has no \
+                     dicom_tls_port: `pacs serve` needs dicom_tls_port, dicom_tls_cert and \
+                     dicom_tls_key for it to connect",
+                    reg.ae_title
+                );
+            }
+            if reg.require_client_cert && settings.dicom_tls_client_ca.is_none() {
+                println!(
+                    "note: {} needs a client certificate, and this configuration has no \
+                     dicom_tls_client_ca: `pacs serve` needs it (PEM bundle of the CAs that sign \
+                     the modalities' certificates) to verify one",
+                    reg.ae_title
+                );
+            }
         }
         ClinicCommand::List { json } => {
             let clinics = archive.index().list_clinics().await?;
@@ -66,10 +91,7 @@ async fn clinic(settings: &Settings, cmd: ClinicCommand) -> anyhow::Result<ExitC
                 for c in clinics {
                     println!("{}", c.name);
                     for a in c.ae_titles {
-                        match a.host {
-                            Some(h) => println!("  {:<16}  from {h}", a.ae_title),
-                            None => println!("  {:<16}  from any host", a.ae_title),
-                        }
+                        println!("  {:<16}  {}", a.ae_title.as_str(), a.options().describe());
                     }
                 }
             }
@@ -292,7 +314,7 @@ async fn audit_clinic_add(
     archive: &Archive,
     name: &str,
     ae: &AeTitle,
-    host: Option<std::net::IpAddr>,
+    options: &AeOptions,
     added: &pacs_store::Result<pacs_store::index::AeRegistration>,
 ) {
     use pacs_store::audit::{
@@ -300,7 +322,7 @@ async fn audit_clinic_add(
     };
     let what = format!(
         "register AE title {ae} for clinic {name:?}, {}",
-        host.map_or("from any host".to_owned(), |h| format!("only from {h}"))
+        options.describe()
     );
     let mut event = AuditEvent::new(
         EventId::SecurityAlert,

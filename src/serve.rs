@@ -31,6 +31,8 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             "removed unacknowledged staging files left by an earlier stop"
         );
     }
+    // Configuration errors first, before anything listens.
+    let dicom_tls = settings.dicom_tls()?;
     let metrics = metrics_recorder()?;
     let dicom = TcpListener::bind((settings.dicom_bind, settings.dicom_port))
         .await
@@ -48,7 +50,25 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
                 settings.http_bind, settings.http_port
             )
         })?;
+    let dicom_tls = match (dicom_tls, settings.dicom_tls_port) {
+        (Some(config), Some(port)) => {
+            let listener = TcpListener::bind((settings.dicom_bind, port))
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen for DICOM TLS on {}:{port} (dicom_tls_port)",
+                        settings.dicom_bind
+                    )
+                })?;
+            Some(dicom_scp::TlsListener { listener, config })
+        }
+        _ => None,
+    };
     let dicom_addr = dicom.local_addr()?;
+    let dicom_tls_addr = match &dicom_tls {
+        Some(t) => Some(t.listener.local_addr()?),
+        None => None,
+    };
     let http_addr = http.local_addr()?;
     if demo {
         let demo_archive = archive.clone().with_audit_command("pacs serve --demo");
@@ -68,6 +88,17 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         "pacs: DICOM      {dicom_addr} as AE title {} (calling AE titles must be registered: pacs clinic add --name NAME --ae-title AE)",
         settings.ae_title
     );
+    if let Some(addr) = dicom_tls_addr {
+        let clients = match &settings.dicom_tls_client_ca {
+            Some(ca) => format!("client certificates verified against {}", ca.display()),
+            None => "no client certificates requested (dicom_tls_client_ca unset)".to_owned(),
+        };
+        println!(
+            "pacs: DICOM TLS  {addr} as AE title {} (TLS 1.2/1.3; {clients}; AE titles registered with --tls-only are accepted only here)",
+            settings.ae_title
+        );
+    }
+    warn_about_unreachable_aes(&archive, &settings, dicom_tls_addr.is_some()).await;
     println!("pacs: HTTP       {scheme}://{http_addr}/  (health /healthz, metrics /metrics)");
     if demo {
         let users = demo_users(&archive, &settings).await?;
@@ -91,13 +122,19 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         );
     }
     // Audit trail: the application started.
-    let started = format!("DICOM {dicom_addr}, HTTP {http_addr}");
+    let started = match dicom_tls_addr {
+        Some(tls) => format!("DICOM {dicom_addr}, DICOM TLS {tls}, HTTP {http_addr}"),
+        None => format!("DICOM {dicom_addr}, HTTP {http_addr}"),
+    };
     let event = application_event(&settings, EventType::ApplicationStart, &started);
     archive.audit_or_log(event).await;
     println!(
-        "PACS_READY dicom_port={} http_port={}",
+        "PACS_READY dicom_port={} http_port={}{}",
         dicom_addr.port(),
-        http_addr.port()
+        http_addr.port(),
+        dicom_tls_addr
+            .map(|a| format!(" dicom_tls_port={}", a.port()))
+            .unwrap_or_default()
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -112,8 +149,9 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         settings.store().study_quiet_period(),
         stop_rx.clone(),
     ));
-    let scp = dicom_scp::run(
+    let scp = dicom_scp::run_with_tls(
         dicom,
+        dicom_tls,
         archive.clone(),
         settings.scp(),
         stopped(stop_rx.clone()),
@@ -138,6 +176,37 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     archive.index().close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// AE titles whose requirements this configuration cannot meet (TLS-only without a TLS
+/// listener, a client certificate without client CAs to verify it) can never connect: say
+/// so at start rather than leave the operator to find "calling AE title not recognized" in
+/// a modality's log.
+async fn warn_about_unreachable_aes(archive: &Archive, settings: &Settings, tls: bool) {
+    let Ok(clinics) = archive.index().list_clinics().await else {
+        return;
+    };
+    let aes: Vec<_> = clinics.iter().flat_map(|c| &c.ae_titles).collect();
+    let names = |f: &dyn Fn(&pacs_store::index::AeRegistration) -> bool| {
+        aes.iter()
+            .filter(|a| f(a))
+            .map(|a| a.ae_title.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !tls {
+        let tls_only = names(&|a| a.tls_only || a.require_client_cert);
+        if !tls_only.is_empty() {
+            tracing::warn!(ae_titles = %tls_only,
+                "these AE titles are TLS-only but no DICOM TLS listener is configured, so they will be refused: set dicom_tls_port, dicom_tls_cert and dicom_tls_key");
+        }
+    } else if settings.dicom_tls_client_ca.is_none() {
+        let cert = names(&|a| a.require_client_cert);
+        if !cert.is_empty() {
+            tracing::warn!(ae_titles = %cert,
+                "these AE titles require a client certificate but dicom_tls_client_ca is not set, so none is requested and they will be refused: set dicom_tls_client_ca to the PEM bundle of the CAs that sign their certificates");
+        }
+    }
 }
 
 /// Prometheus exporter with real histograms (buckets), not rolling summaries: they add up

@@ -30,6 +30,15 @@ pub struct Settings {
     pub max_pdu: u32,
     pub idle_timeout_seconds: u64,
     pub max_associations: usize,
+    /// DICOM TLS (PS3.15 B.1, BCP 195) on a second port, bound like `dicom_port` on
+    /// `dicom_bind`: opened when this port and `dicom_tls_cert`/`dicom_tls_key` are set.
+    pub dicom_tls_port: Option<u16>,
+    /// PEM certificate chain and private key of the DICOM TLS listener.
+    pub dicom_tls_cert: Option<PathBuf>,
+    pub dicom_tls_key: Option<PathBuf>,
+    /// PEM bundle of the CAs whose client certificates the DICOM TLS listener verifies.
+    /// Unset: no client certificates are requested (AE titles that require one are refused).
+    pub dicom_tls_client_ca: Option<PathBuf>,
 
     pub http_port: u16,
     pub http_bind: IpAddr,
@@ -54,6 +63,10 @@ impl Default for Settings {
             max_pdu: scp.max_pdu,
             idle_timeout_seconds: scp.idle_timeout.as_secs(),
             max_associations: scp.max_associations,
+            dicom_tls_port: None,
+            dicom_tls_cert: None,
+            dicom_tls_key: None,
+            dicom_tls_client_ca: None,
             http_port: 8080,
             http_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             http_tls_cert: None,
@@ -75,6 +88,10 @@ const ENV_KEYS: &[&str] = &[
     "max_pdu",
     "idle_timeout_seconds",
     "max_associations",
+    "dicom_tls_port",
+    "dicom_tls_cert",
+    "dicom_tls_key",
+    "dicom_tls_client_ca",
     "http_port",
     "http_bind",
     "http_tls_cert",
@@ -103,6 +120,8 @@ struct Overrides {
     dicom_port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dicom_bind: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dicom_tls_port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     http_port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -134,6 +153,7 @@ impl Settings {
             o.ae_title = s.ae_title.clone();
             o.dicom_port = s.dicom_port;
             o.dicom_bind = s.dicom_bind;
+            o.dicom_tls_port = s.dicom_tls_port;
             o.http_port = s.http_port;
             o.http_bind = s.http_bind;
         }
@@ -153,6 +173,44 @@ impl Settings {
             (None, None) => Ok(None),
             _ => anyhow::bail!("HTTPS needs both http_tls_cert and http_tls_key"),
         }
+    }
+
+    /// The DICOM TLS listener's configuration, when `dicom_tls_port` is set (with the
+    /// certificate and key it needs). A partial configuration is an error rather than a
+    /// silent plain-only start: TLS-only AE titles would be refused without a clue.
+    pub fn dicom_tls(&self) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+        let files = [
+            ("dicom_tls_cert", &self.dicom_tls_cert),
+            ("dicom_tls_key", &self.dicom_tls_key),
+            ("dicom_tls_client_ca", &self.dicom_tls_client_ca),
+        ];
+        let Some(port) = self.dicom_tls_port else {
+            let set: Vec<&str> = files
+                .iter()
+                .filter(|(_, v)| v.is_some())
+                .map(|(k, _)| *k)
+                .collect();
+            anyhow::ensure!(
+                set.is_empty(),
+                "{} set but dicom_tls_port is not: set dicom_tls_port (PACS_DICOM_TLS_PORT or \
+                 --dicom-tls-port; 2762 is the registered DICOM TLS port) to open the DICOM TLS \
+                 listener, or remove {}",
+                set.join(" and "),
+                if set.len() == 1 { "it" } else { "them" }
+            );
+            return Ok(None);
+        };
+        let (Some(cert), Some(key)) = (&self.dicom_tls_cert, &self.dicom_tls_key) else {
+            anyhow::bail!(
+                "dicom_tls_port is {port}, but DICOM TLS needs both dicom_tls_cert and \
+                 dicom_tls_key (the PEM certificate chain and private key of this archive; \
+                 PACS_DICOM_TLS_CERT, PACS_DICOM_TLS_KEY): set them, or unset dicom_tls_port \
+                 to serve DICOM over plain TCP only"
+            );
+        };
+        crate::tls::dicom_server_config(cert, key, self.dicom_tls_client_ca.as_deref())
+            .context("invalid DICOM TLS configuration (dicom_tls_cert, dicom_tls_key, dicom_tls_client_ca)")
+            .map(Some)
     }
 
     pub fn store(&self) -> StoreConfig {

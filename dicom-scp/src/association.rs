@@ -39,7 +39,7 @@ pub enum LinkError {
     Io(#[from] std::io::Error),
 }
 
-/// A byte stream an association runs over (plain TCP now, TLS later).
+/// A byte stream an association runs over: plain TCP or TLS over TCP.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
     /// Called after every read from the peer.
     fn after_read(&self) {}
@@ -57,7 +57,14 @@ impl Transport for tokio::net::TcpStream {
     }
 }
 
-/// PDU reader/writer over any byte stream (plain TCP now, TLS later), enforcing our maximum
+/// DICOM TLS: the TLS stream reads from the same socket, so quick ACK is re-armed on it.
+impl Transport for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn after_read(&self) {
+        self.get_ref().0.after_read();
+    }
+}
+
+/// PDU reader/writer over any byte stream (plain TCP or TLS), enforcing our maximum
 /// PDU length strictly and an idle timeout on every read.
 pub struct PduStream<S> {
     stream: S,
@@ -247,6 +254,11 @@ pub enum CallerDecision {
     },
     UnknownAe,
     WrongHost,
+    /// A TLS-only AE title called on the plain port.
+    TlsRequired,
+    /// An AE title that needs a verified client certificate, on a TLS connection whose peer
+    /// presented none.
+    ClientCertRequired,
     /// The registry could not be read (database down): a transient refusal.
     Unavailable,
 }
@@ -274,6 +286,10 @@ pub struct Established {
 pub enum Refusal {
     UnknownCallingAe,
     WrongHost,
+    /// A TLS-only AE title on the plain port.
+    TlsRequired,
+    /// An AE title that needs a client certificate, without one.
+    ClientCertRequired,
     CalledAeMismatch,
     Busy,
     ProtocolVersion,
@@ -285,6 +301,8 @@ impl Refusal {
         match self {
             Refusal::UnknownCallingAe => "unknown_calling_ae",
             Refusal::WrongHost => "calling_ae_from_wrong_host",
+            Refusal::TlsRequired => "tls_required",
+            Refusal::ClientCertRequired => "client_certificate_required",
             Refusal::CalledAeMismatch => "called_ae_mismatch",
             Refusal::Busy => "too_many_associations",
             Refusal::ProtocolVersion => "protocol_version",
@@ -292,10 +310,33 @@ impl Refusal {
         }
     }
 
+    /// Whether the refusal is the AE registry's (a security alert for the audit trail),
+    /// rather than a protocol or capacity matter.
+    pub fn is_caller_refusal(self) -> bool {
+        matches!(
+            self,
+            Refusal::UnknownCallingAe
+                | Refusal::WrongHost
+                | Refusal::TlsRequired
+                | Refusal::ClientCertRequired
+        )
+    }
+
+    /// The A-ASSOCIATE-RJ for this refusal (PS3.8 9.3.4, Table 9-21).
+    ///
+    /// Every refusal by the AE registry is permanent, source service user, reason 3
+    /// "calling-AE-title-not-recognized": PS3.8 has no reason for "wrong transport" or
+    /// "missing credentials", and on this connection the calling AE title does indeed not
+    /// identify a sender we accept. "no-reason-given" would hide the cause from the
+    /// operator reading the modality's log; the archive's log and audit trail say which
+    /// rule refused it (the [`Refusal`] and its detail).
     fn rejection(self) -> AssociationRJ {
         use AssociationRJServiceUserReason as U;
         let (result, source) = match self {
-            Refusal::UnknownCallingAe | Refusal::WrongHost => (
+            Refusal::UnknownCallingAe
+            | Refusal::WrongHost
+            | Refusal::TlsRequired
+            | Refusal::ClientCertRequired => (
                 AssociationRJResult::Permanent,
                 AssociationRJSource::ServiceUser(U::CallingAETitleNotRecognized),
             ),
@@ -395,37 +436,43 @@ where
         return Ok(Negotiated::Refused(r, detail));
     }
 
-    let (clinic_id, clinic_name) = match decide(calling.clone()).await {
+    let decision = match decide(calling.clone()).await {
         CallerDecision::Accept {
             clinic_id,
             clinic_name,
-        } => (clinic_id, clinic_name),
-        CallerDecision::UnknownAe => {
-            link.write(&Pdu::AssociationRJ(Refusal::UnknownCallingAe.rejection()))
-                .await?;
-            link.close().await;
-            return Ok(Negotiated::Refused(
-                Refusal::UnknownCallingAe,
-                format!("calling AE {calling:?} is not registered for any clinic"),
-            ));
-        }
+        } => Ok((clinic_id, clinic_name)),
+        CallerDecision::UnknownAe => Err((
+            Refusal::UnknownCallingAe,
+            format!("calling AE {calling:?} is not registered for any clinic"),
+        )),
         CallerDecision::Unavailable => {
-            link.write(&Pdu::AssociationRJ(Refusal::Busy.rejection()))
-                .await?;
-            link.close().await;
-            return Ok(Negotiated::Refused(
-                Refusal::Busy,
-                "the AE registry is unavailable".into(),
-            ));
+            Err((Refusal::Busy, "the AE registry is unavailable".to_owned()))
         }
-        CallerDecision::WrongHost => {
-            link.write(&Pdu::AssociationRJ(Refusal::WrongHost.rejection()))
-                .await?;
+        CallerDecision::WrongHost => Err((
+            Refusal::WrongHost,
+            format!("calling AE {calling:?} is bound to another host than {peer}"),
+        )),
+        CallerDecision::TlsRequired => Err((
+            Refusal::TlsRequired,
+            format!(
+                "calling AE {calling:?} is registered as TLS-only and called on the plain \
+                 DICOM port; it must use the DICOM TLS port"
+            ),
+        )),
+        CallerDecision::ClientCertRequired => Err((
+            Refusal::ClientCertRequired,
+            format!(
+                "calling AE {calling:?} requires a verified client certificate and the peer \
+                 presented none"
+            ),
+        )),
+    };
+    let (clinic_id, clinic_name) = match decision {
+        Ok(clinic) => clinic,
+        Err((refusal, detail)) => {
+            link.write(&Pdu::AssociationRJ(refusal.rejection())).await?;
             link.close().await;
-            return Ok(Negotiated::Refused(
-                Refusal::WrongHost,
-                format!("calling AE {calling:?} is bound to another host than {peer}"),
-            ));
+            return Ok(Negotiated::Refused(refusal, detail));
         }
     };
 

@@ -6,9 +6,12 @@
 //! or objects itself, and it does not depend on the HTTP adapter.
 //!
 //! ## Layout
-//! - [`server`]: [`server::run`] — the accept loop, association limit, graceful shutdown.
+//! - [`server`]: [`server::run`] / [`server::run_with_tls`] — the accept loops (plain port
+//!   and DICOM TLS port, with timed handshakes), the shared association limit, graceful
+//!   shutdown. What the transport established (TLS, verified client certificate) goes into
+//!   the AE registry's decision ([`pacs_store::index::AeRegistration::admit`]).
 //! - [`association`]: A-ASSOCIATE negotiation (AE registry, host binding, presentation
-//!   contexts) and the PDU transport with strict size and idle limits.
+//!   contexts) and the PDU transport (TCP or TLS) with strict size and idle limits.
 //! - [`service`]: the DIMSE loop of one association and the C-STORE status mapping.
 //! - [`dimse`]: command set encoding and decoding.
 //! - [`sop_classes`]: which abstract syntaxes are accepted.
@@ -20,4 +23,4 @@ pub mod service;
 pub mod sop_classes;
 pub mod uid;
 
-pub use server::{ScpConfig, run};
+pub use server::{ScpConfig, TlsListener, run, run_with_tls};

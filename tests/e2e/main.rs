@@ -13,6 +13,7 @@ mod admin_api;
 mod audit;
 mod bad_input;
 mod cli;
+mod dicom_tls;
 mod http_auth;
 mod https;
 mod store;

@@ -393,6 +393,7 @@ impl TestArchive {
             http_port: port("http_port"),
             log_path,
             printed,
+            ready,
         }
     }
 
@@ -532,9 +533,20 @@ pub struct Server {
     pub log_path: PathBuf,
     /// What the server printed on stdout.
     printed: std::sync::Arc<std::sync::Mutex<String>>,
+    /// The `PACS_READY …` line's `name=port` pairs (see [`Server::ready_port`]).
+    ready: String,
 }
 
 impl Server {
+    /// A port announced on the `PACS_READY` line, e.g. `dicom_tls_port` (only there when
+    /// that listener is configured).
+    pub fn ready_port(&self, name: &str) -> Option<u16> {
+        self.ready
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|p| p.parse().ok())
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }

@@ -24,7 +24,7 @@ use sqlx::{AnyPool, Executor};
 
 use crate::{Result, StoreError};
 
-pub use clinics::{AeRegistration, ClinicSummary};
+pub use clinics::{Admission, AeOptions, AeRegistration, ClinicSummary, LinkSecurity};
 pub use instances::{
     InstanceLocation, InstanceRecord, NewConflict, NewInstance, patient_namespace,
 };
