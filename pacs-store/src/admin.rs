@@ -1,4 +1,5 @@
-//! Administration — users, API tokens, study assignments — with its audit trail.
+//! Administration — users, API tokens, clinics and AE titles, study assignments — with its
+//! audit trail.
 //!
 //! Every change an administrator makes, from the command line or the HTTP admin API, goes
 //! through [`Admin`], which makes the change and records it: a 110113 Security Alert of
@@ -15,8 +16,9 @@ use std::time::Duration;
 
 use crate::Result;
 use crate::access::Assignment;
+use crate::ae_title::AeTitle;
 use crate::audit::{Action, AuditEvent, EventId, EventType, Outcome, local_operator, roles};
-use crate::index::Index;
+use crate::index::{AeOptions, AeRegistration, ClinicSummary, Index};
 use crate::users::{NewToken, Password, Principal, Role, TokenId, User, Username};
 
 /// Who is administering, as the audit trail names them.
@@ -145,6 +147,57 @@ impl Admin<'_> {
     pub async fn revoke_token(&self, id: TokenId) -> Result<()> {
         let r = self.index.revoke_token(id).await;
         self.record(Action::Delete, format!("revoke API token {id}"), &r)
+            .await;
+        r
+    }
+
+    pub async fn create_clinic(&self, name: &str) -> Result<ClinicSummary> {
+        let r = self.index.create_clinic(name).await;
+        self.record(
+            Action::Create,
+            format!("create clinic {:?}", name.trim()),
+            &r,
+        )
+        .await;
+        r
+    }
+
+    pub async fn add_ae(
+        &self,
+        clinic: &str,
+        ae_title: &AeTitle,
+        options: AeOptions,
+    ) -> Result<AeRegistration> {
+        let r = self
+            .index
+            .add_clinic_ae(clinic, ae_title, options.normalized())
+            .await;
+        let what = format!(
+            "register AE title {ae_title} for clinic {:?}, {}",
+            clinic.trim(),
+            options.normalized().describe()
+        );
+        self.record(Action::Create, what, &r).await;
+        r
+    }
+
+    pub async fn update_ae(
+        &self,
+        ae_title: &AeTitle,
+        options: AeOptions,
+    ) -> Result<AeRegistration> {
+        let r = self.index.update_ae(ae_title, options.normalized()).await;
+        let what = format!(
+            "change AE title {ae_title} to {}",
+            options.normalized().describe()
+        );
+        self.record(Action::Update, what, &r).await;
+        r
+    }
+
+    pub async fn remove_ae(&self, ae_title: &AeTitle) -> Result<()> {
+        let r = self.index.remove_ae(ae_title).await;
+        self.record(Action::Delete, format!("remove AE title {ae_title}"), &r)
             .await;
         r
     }

@@ -1,6 +1,6 @@
-//! The admin API under `/api/admin`: users, API tokens, study assignments and the audit
-//! trail (clinics and AE titles in [`crate::admin_clinics`]). The web admin pages use it;
-//! `GET /api/openapi.json` describes it.
+//! The admin API under `/api/admin`: users, API tokens, clinics and AE titles, study
+//! assignments and the audit trail. The web admin pages use it; `GET /api/openapi.json`
+//! describes it.
 //!
 //! Every handler first asks the access policy ([`Caller::require`]): only administrators
 //! pass; anyone else gets 403 and a security alert in the audit trail. Changes go through
@@ -16,7 +16,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pacs_store::access::{Assignment, Capability};
 use pacs_store::admin::{Actor, Admin};
+use pacs_store::ae_title::AeTitle;
 use pacs_store::audit::{self, Action, AuditFilter, AuditRecord, EventId};
+use pacs_store::index::{AeOptions, AeRegistration, ClinicSummary};
 use pacs_store::users::{Password, Role, TokenId, TokenInfo, User, Username};
 
 use crate::ApiState;
@@ -409,4 +411,129 @@ pub async fn search_audit(
     caller.audit_read(&state, event).await?;
     let body: Vec<serde_json::Value> = records.iter().map(AuditRecord::to_json).collect();
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
+}
+
+// ---------------------------------------------------------------------------------------
+// Clinics and AE titles
+
+fn ae_title(raw: &str) -> Result<AeTitle, ApiError> {
+    AeTitle::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// `GET /api/admin/clinics`: every clinic with its AE titles and their rules.
+#[utoipa::path(get, path = "/api/admin/clinics", tag = "admin",
+    responses((status = 200, body = [ClinicSummary]), (status = 403, body = ErrorBody)))]
+pub async fn list_clinics(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<Vec<ClinicSummary>>, ApiError> {
+    admin(&state, &caller).await?;
+    Ok(Json(state.archive.index().list_clinics().await?))
+}
+
+/// The body of `POST /api/admin/clinics`.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewClinic {
+    /// 1–200 printable characters, unique.
+    name: String,
+}
+
+/// `POST /api/admin/clinics`: 201 with the clinic; 409 when the name is taken.
+#[utoipa::path(post, path = "/api/admin/clinics", tag = "admin", request_body = NewClinic,
+    responses((status = 201, body = ClinicSummary), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_clinic(
+    State(state): State<ApiState>,
+    caller: Caller,
+    req: Result<Json<NewClinic>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let admin = admin(&state, &caller).await?;
+    let req = body(req)?;
+    let clinic = admin.create_clinic(&req.name).await?;
+    Ok((StatusCode::CREATED, Json(clinic)).into_response())
+}
+
+/// The body of `POST /api/admin/clinics/{name}/ae-titles`.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAe {
+    /// 1–16 characters of the DICOM default repertoire, no backslash.
+    ae_title: String,
+    /// Accept this AE title only from this IP address.
+    #[schema(value_type = Option<String>)]
+    host: Option<std::net::IpAddr>,
+    /// Accept it only on the DICOM TLS port.
+    #[serde(default)]
+    tls_only: bool,
+    /// Accept it only with a client certificate the TLS port verified (implies TLS only).
+    #[serde(default)]
+    require_client_cert: bool,
+}
+
+/// `POST /api/admin/clinics/{name}/ae-titles`: registers a calling AE title for the
+/// clinic. 201; 409 when the AE title is registered already (to any clinic).
+#[utoipa::path(post, path = "/api/admin/clinics/{name}/ae-titles", tag = "admin",
+    params(("name" = String, Path, description = "The clinic's name")), request_body = NewAe,
+    responses((status = 201, body = AeRegistration), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn add_ae(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(clinic): Path<String>,
+    req: Result<Json<NewAe>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let admin = admin(&state, &caller).await?;
+    let req = body(req)?;
+    let ae = ae_title(&req.ae_title)?;
+    // The admin API registers AE titles for clinics that exist (`POST /clinics` first): a
+    // typo in a clinic's name must not create a second clinic.
+    let clinics = state.archive.index().list_clinics().await?;
+    if !clinics.iter().any(|c| c.name == clinic.trim()) {
+        return Err(ApiError::not_found(format!(
+            "no clinic named {:?}: create it first (POST /api/admin/clinics)",
+            clinic.trim()
+        )));
+    }
+    let options = AeOptions {
+        host: req.host,
+        tls_only: req.tls_only,
+        require_client_cert: req.require_client_cert,
+    };
+    let reg = admin.add_ae(&clinic, &ae, options).await?;
+    Ok((StatusCode::CREATED, Json(reg)).into_response())
+}
+
+/// `PUT /api/admin/ae-titles/{ae_title}`: replaces the AE title's rules (host binding,
+/// TLS only, client certificate).
+#[utoipa::path(put, path = "/api/admin/ae-titles/{ae_title}", tag = "admin",
+    params(("ae_title" = String, Path)), request_body = AeOptions,
+    responses((status = 200, body = AeRegistration), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update_ae(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    req: Result<Json<AeOptions>, JsonRejection>,
+) -> Result<Json<AeRegistration>, ApiError> {
+    let admin = admin(&state, &caller).await?;
+    let ae = ae_title(&raw)?;
+    let options = body(req)?;
+    Ok(Json(admin.update_ae(&ae, options).await?))
+}
+
+/// `DELETE /api/admin/ae-titles/{ae_title}`: the AE title may no longer send. 204. What
+/// it sent stays in the archive.
+#[utoipa::path(delete, path = "/api/admin/ae-titles/{ae_title}", tag = "admin",
+    params(("ae_title" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn remove_ae(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let admin = admin(&state, &caller).await?;
+    let ae = ae_title(&raw)?;
+    admin.remove_ae(&ae).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

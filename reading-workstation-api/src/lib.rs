@@ -7,7 +7,8 @@
 //!   and administrators;
 //! - `GET /api/studies`, `GET /api/studies/{uid}`: the studies the caller may see
 //!   ([`studies`], through the access policy of `pacs_store::access`);
-//! - `/api/admin/…`: users, tokens, study assignments, audit search ([`admin`]);
+//! - `/api/admin/…`: users, tokens, clinics and AE titles, study assignments, audit search
+//!   ([`admin`]);
 //! - `GET /api/openapi.json`: the OpenAPI document of all of this ([`openapi`]);
 //! - `GET /dicom-web/`: who the caller is (HTTP Basic accepted here); DICOMweb, the
 //!   worklist and reports come with later issues.
@@ -94,6 +95,15 @@ pub fn router(state: ApiState) -> Router {
             delete(admin::revoke_assignment),
         )
         .route("/api/admin/audit", get(admin::search_audit))
+        .route(
+            "/api/admin/clinics",
+            get(admin::list_clinics).post(admin::create_clinic),
+        )
+        .route("/api/admin/clinics/{name}/ae-titles", post(admin::add_ae))
+        .route(
+            "/api/admin/ae-titles/{ae_title}",
+            put(admin::update_ae).delete(admin::remove_ae),
+        )
         .route("/dicom-web/", get(auth::dicom_web_root))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(

@@ -24,6 +24,8 @@ use crate::{admin, auth, studies};
         admin::list_users, admin::get_user, admin::create_user, admin::disable_user,
         admin::enable_user, admin::reset_password, admin::list_tokens, admin::create_token,
         admin::revoke_token, admin::assign_study, admin::revoke_assignment, admin::search_audit,
+        admin::list_clinics, admin::create_clinic, admin::add_ae, admin::update_ae,
+        admin::remove_ae,
     ),
     modifiers(&Credentials),
     security(("session" = []), ("bearer" = [])),

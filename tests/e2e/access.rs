@@ -291,6 +291,7 @@ fn access_matrix(backend: Backend) {
             "/api/admin/users/rad",
             "/api/admin/users/rad/tokens",
             "/api/admin/audit?limit=5",
+            "/api/admin/clinics",
         ] {
             get(port, path, &h).expect(admin, &format!("{who} GET {path}"));
         }
@@ -318,6 +319,22 @@ fn access_matrix(backend: Backend) {
                     Some(r#"{"label": "mine now"}"#),
                 ),
                 ("DELETE", "/api/admin/tokens/1".into(), None),
+                (
+                    "POST",
+                    "/api/admin/clinics".into(),
+                    Some(r#"{"name": "Rogue Clinic"}"#),
+                ),
+                (
+                    "POST",
+                    "/api/admin/clinics/North%20Clinic/ae-titles".into(),
+                    Some(r#"{"ae_title": "ROGUE"}"#),
+                ),
+                (
+                    "PUT",
+                    "/api/admin/ae-titles/NORTH_CT".into(),
+                    Some(r#"{"host": "10.9.9.9"}"#),
+                ),
+                ("DELETE", "/api/admin/ae-titles/SOUTH_CT".into(), None),
                 ("POST", path.clone(), Some(r#"{"username": "rad2"}"#)),
                 (
                     "DELETE",
@@ -347,7 +364,14 @@ fn access_matrix(backend: Backend) {
     let nclin_view = get(port, &format!("/api/studies/{NORTH_STUDY}"), &auth(4)).json();
     assert_eq!(nclin_view["priors"], serde_json::json!([]));
 
-    // Nothing changed by the refused administration.
+    // Nothing changed by the refused administration: both modalities still send.
+    for aet in ["NORTH_CT", "SOUTH_CT"] {
+        assert!(
+            echoscu(server.dicom_port, aet, "REGIONAL_PACS")
+                .status
+                .success()
+        );
+    }
     let users = get(port, "/api/admin/users", &boss).json();
     assert_eq!(users.as_array().unwrap().len(), USERS.len(), "{users}");
     assert!(
@@ -412,8 +436,8 @@ fn access_matrix(backend: Backend) {
     let alerts = audit("user=sclin&event=110113");
     assert_eq!(
         alerts.len(),
-        13,
-        "4 admin GETs, /metrics, 8 changes: {alerts:#?}"
+        18,
+        "5 admin GETs, /metrics, 12 changes: {alerts:#?}"
     );
     assert!(alerts.iter().all(|e| e["outcome"] == 4));
     let queries = audit("user=nclin&event=110112");

@@ -200,6 +200,109 @@ fn admin_api_manages_users_and_tokens() {
     request(port, "DELETE", "/api/admin/tokens/999999", &h, None).expect(404, "unknown token");
     request(port, "DELETE", "/api/admin/tokens/abc", &h, None).expect(400, "bad token id");
 
+    // Clinics and AE titles: what the admin API registers is what the DICOM port admits.
+    let r = request(
+        port,
+        "POST",
+        "/api/admin/clinics",
+        &h,
+        Some(r#"{"name": "Hill Clinic"}"#),
+    );
+    r.expect(201, "create a clinic");
+    assert_eq!(r.json()["name"], "Hill Clinic");
+    request(
+        port,
+        "POST",
+        "/api/admin/clinics",
+        &h,
+        Some(r#"{"name": "Hill Clinic"}"#),
+    )
+    .expect(409, "the same clinic twice");
+    request(
+        port,
+        "POST",
+        "/api/admin/clinics",
+        &h,
+        Some(r#"{"name": ""}"#),
+    )
+    .expect(400, "an empty clinic name");
+    let dicom = server.dicom_port;
+    assert!(!echoscu(dicom, "HILL_CR", "REGIONAL_PACS").status.success());
+    let r = request(
+        port,
+        "POST",
+        "/api/admin/clinics/Hill%20Clinic/ae-titles",
+        &h,
+        Some(r#"{"ae_title": "HILL_CR", "host": "127.0.0.1"}"#),
+    );
+    r.expect(201, "register an AE title");
+    assert_eq!(
+        (r.json()["clinic_name"].as_str(), r.json()["host"].as_str()),
+        (Some("Hill Clinic"), Some("127.0.0.1"))
+    );
+    assert!(
+        echoscu(dicom, "HILL_CR", "REGIONAL_PACS").status.success(),
+        "registered over the API, admitted over DICOM"
+    );
+    for (path, body, status) in [
+        (
+            "/api/admin/clinics/Hill%20Clinic/ae-titles",
+            r#"{"ae_title": "HILL_CR"}"#,
+            409,
+        ),
+        (
+            "/api/admin/clinics/No%20Such%20Clinic/ae-titles",
+            r#"{"ae_title": "NEW_AE"}"#,
+            404,
+        ),
+        (
+            "/api/admin/clinics/Hill%20Clinic/ae-titles",
+            r#"{"ae_title": "BACK\\SLASH"}"#,
+            400,
+        ),
+        (
+            "/api/admin/clinics/Hill%20Clinic/ae-titles",
+            r#"{"ae_title": "WAY_TOO_LONG_AE_TITLE"}"#,
+            400,
+        ),
+        (
+            "/api/admin/clinics/Hill%20Clinic/ae-titles",
+            r#"{"ae_title": "HOSTLESS", "host": "not an address"}"#,
+            422,
+        ),
+    ] {
+        request(port, "POST", path, &h, Some(body)).expect(status, body);
+    }
+    // TLS only: the plain port refuses it from now on.
+    let r = request(
+        port,
+        "PUT",
+        "/api/admin/ae-titles/HILL_CR",
+        &h,
+        Some(r#"{"host": "127.0.0.1", "tls_only": true}"#),
+    );
+    r.expect(200, "update an AE title");
+    assert_eq!(r.json()["tls_only"], true);
+    assert!(!echoscu(dicom, "HILL_CR", "REGIONAL_PACS").status.success());
+    let clinics = get(port, "/api/admin/clinics", &h).json();
+    let hill = clinics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "Hill Clinic")
+        .unwrap();
+    assert_eq!(hill["ae_titles"][0]["tls_only"], true, "{clinics}");
+    request(port, "DELETE", "/api/admin/ae-titles/HILL_CR", &h, None).expect(204, "remove");
+    request(port, "DELETE", "/api/admin/ae-titles/HILL_CR", &h, None).expect(404, "twice");
+    request(
+        port,
+        "PUT",
+        "/api/admin/ae-titles/NOBODY",
+        &h,
+        Some(r#"{"tls_only": true}"#),
+    )
+    .expect(404, "update an unknown AE title");
+
     // Every change is in the audit trail, by the administrator from their address, without
     // any secret; the trail still verifies.
     let trail = get(
@@ -228,6 +331,13 @@ fn admin_api_manages_users_and_tokens() {
         "0 HTTP admin API: create API token",
         "0 HTTP admin API: revoke API token",
         "4 HTTP admin API: revoke API token 999999",
+        "0 HTTP admin API: create clinic \"Hill Clinic\"",
+        "4 HTTP admin API: create clinic \"Hill Clinic\"",
+        "0 HTTP admin API: register AE title HILL_CR for clinic \"Hill Clinic\"",
+        "4 HTTP admin API: register AE title HILL_CR",
+        "0 HTTP admin API: change AE title HILL_CR",
+        "0 HTTP admin API: remove AE title HILL_CR",
+        "4 HTTP admin API: remove AE title HILL_CR",
     ] {
         assert!(
             details.iter().any(|d| d.starts_with(expected)),
@@ -265,6 +375,9 @@ fn admin_api_manages_users_and_tokens() {
         "/api/admin/tokens/{id}",
         "/api/admin/studies/{study_instance_uid}/assignments",
         "/api/admin/audit",
+        "/api/admin/clinics",
+        "/api/admin/clinics/{name}/ae-titles",
+        "/api/admin/ae-titles/{ae_title}",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} not documented");
     }

@@ -23,8 +23,10 @@ use crate::{Result, StoreError};
 /// TLS, with or without a client certificate (the registry before DICOM TLS existed).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AeOptions {
     /// When set, associations from this AE are accepted only from this address.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub host: Option<IpAddr>,
     /// Accepted only over the DICOM TLS port; refused on the plain port.
     pub tls_only: bool,
@@ -70,11 +72,13 @@ impl From<Option<IpAddr>> for AeOptions {
 
 /// A registered calling AE title and the clinic it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AeRegistration {
     pub ae_title: AeTitle,
     pub clinic_id: i64,
     pub clinic_name: String,
     /// When set, associations from this AE are accepted only from this address.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub host: Option<IpAddr>,
     /// Accepted only over the DICOM TLS port.
     pub tls_only: bool,
@@ -156,6 +160,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 /// A clinic with its AE titles, for listings.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClinicSummary {
     pub id: i64,
     pub name: String,
