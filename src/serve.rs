@@ -75,6 +75,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         load_demo(&demo_archive, &settings, dicom_addr.port()).await?;
     }
     let http_tls = settings.http_tls()?;
+    let session_ttl = settings.session_ttl()?;
     let scheme = if http_tls.is_some() { "https" } else { "http" };
     if !settings.http_bind.is_loopback() && http_tls.is_none() {
         tracing::warn!(%http_addr, "HTTP listens beyond loopback without TLS: configure http_tls_cert/http_tls_key or put it behind a TLS proxy");
@@ -162,6 +163,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             archive: archive.clone(),
             metrics: Some(metrics),
             https: http_tls.is_some(),
+            session_ttl,
         },
         http_tls,
         stopped(stop_rx.clone()),

@@ -10,6 +10,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use pacs_store::config::StoreConfig;
 use pacs_store::objects::s3::S3Config;
+use pacs_store::users::SessionTtl;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{CommonArgs, ServeArgs};
@@ -45,6 +46,10 @@ pub struct Settings {
     /// PEM certificate chain and private key: HTTPS when both are set.
     pub http_tls_cert: Option<PathBuf>,
     pub http_tls_key: Option<PathBuf>,
+    /// A browser session ends this long after login, whatever happens…
+    pub session_lifetime_seconds: u64,
+    /// …or after this long without a request.
+    pub session_idle_seconds: u64,
 }
 
 impl Default for Settings {
@@ -71,6 +76,8 @@ impl Default for Settings {
             http_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             http_tls_cert: None,
             http_tls_key: None,
+            session_lifetime_seconds: SessionTtl::default().absolute.as_secs(),
+            session_idle_seconds: SessionTtl::default().idle.as_secs(),
         }
     }
 }
@@ -96,6 +103,8 @@ const ENV_KEYS: &[&str] = &[
     "http_bind",
     "http_tls_cert",
     "http_tls_key",
+    "session_lifetime_seconds",
+    "session_idle_seconds",
 ];
 const S3_ENV_KEYS: &[&str] = &[
     "endpoint",
@@ -167,6 +176,25 @@ impl Settings {
     }
 
     /// The HTTPS configuration, when a certificate and key are configured.
+    /// How long browser sessions live.
+    pub fn session_ttl(&self) -> anyhow::Result<SessionTtl> {
+        anyhow::ensure!(
+            self.session_idle_seconds >= 1 && self.session_lifetime_seconds >= 1,
+            "session_idle_seconds and session_lifetime_seconds must be at least 1"
+        );
+        anyhow::ensure!(
+            self.session_idle_seconds <= self.session_lifetime_seconds,
+            "session_idle_seconds ({}) is longer than session_lifetime_seconds ({}): a session \
+             can never be idle that long",
+            self.session_idle_seconds,
+            self.session_lifetime_seconds
+        );
+        Ok(SessionTtl {
+            absolute: Duration::from_secs(self.session_lifetime_seconds),
+            idle: Duration::from_secs(self.session_idle_seconds),
+        })
+    }
+
     pub fn http_tls(&self) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
         match (&self.http_tls_cert, &self.http_tls_key) {
             (Some(cert), Some(key)) => crate::tls::server_config(cert, key).map(Some),

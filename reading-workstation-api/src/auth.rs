@@ -31,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use pacs_store::access::{self, Capability, Scope};
 use pacs_store::audit::{Action, AuditEvent, EventId, EventType, Outcome, format_micros};
-use pacs_store::users::{AuthFailure, Principal, SessionTtl, Username};
+use pacs_store::users::{AuthFailure, Principal, Username};
 
 use crate::ApiState;
 use crate::error::{ApiError, Challenge, ErrorBody};
@@ -532,7 +532,7 @@ pub async fn login(
             return Err(err);
         }
     };
-    let ttl = SessionTtl::default();
+    let ttl = state.session_ttl;
     let session = match index.create_session(principal.user_id, ttl).await {
         Ok(s) => s,
         Err(e) => {

@@ -46,6 +46,8 @@ pub struct ApiState {
     pub metrics: Option<PrometheusHandle>,
     /// Served over HTTPS: the session cookie is marked `Secure`.
     pub https: bool,
+    /// How long browser sessions live.
+    pub session_ttl: pacs_store::users::SessionTtl,
 }
 
 /// The whole HTTP application. It needs the client's address

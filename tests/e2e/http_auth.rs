@@ -500,3 +500,85 @@ fn demo_users_can_log_in() {
     let list = archive.pacs_ok(&["user", "list"]);
     assert_eq!(list.matches("demo-admin").count(), 1, "{list}");
 }
+
+/// Sessions end after `session_idle_seconds` without a request, and after
+/// `session_lifetime_seconds` whatever the activity; the cookie's Max-Age says the lifetime.
+#[test]
+fn sessions_expire_when_idle_and_at_their_lifetime() {
+    let archive = TestArchive::new(Backend::SqliteFiles)
+        .with_env("PACS_SESSION_IDLE_SECONDS", "2")
+        .with_env("PACS_SESSION_LIFETIME_SECONDS", "5");
+    archive.add_clinic("Tamu Clinic", "TAMU_US", None);
+    let mut t = Transcript::default();
+    t.run_ok(
+        &archive,
+        &[
+            "user",
+            "add",
+            "--username",
+            "rad",
+            "--role",
+            "radiologist",
+            "--password-stdin",
+        ],
+        Some(RAD_PW),
+    );
+    let server = archive.start();
+    let port = server.http_port;
+
+    // Idle: nothing for 3 s > 2 s.
+    let r = login(port, "rad", RAD_PW);
+    r.expect(200, "login");
+    assert!(
+        r.headers("set-cookie")[0].contains("Max-Age=5;"),
+        "{}",
+        r.head
+    );
+    let idle = format!("pacs_session={}", session_of(&r));
+    get(port, "/api/me", &[("Cookie", &idle)]).expect(200, "fresh session");
+    std::thread::sleep(Duration::from_millis(3200));
+    let r = get(port, "/api/me", &[("Cookie", &idle)]);
+    r.expect(401, "idle session");
+    assert_eq!(r.error(), "the credentials have expired; log in again");
+
+    // Lifetime: a request every second keeps it from idling, yet it ends after 5 s.
+    let r = login(port, "rad", RAD_PW);
+    let busy = format!("pacs_session={}", session_of(&r));
+    let started = std::time::Instant::now();
+    let mut last_ok = Duration::ZERO;
+    loop {
+        let r = get(port, "/api/me", &[("Cookie", &busy)]);
+        if r.status != 200 {
+            r.expect(401, "expired busy session");
+            assert_eq!(r.error(), "the credentials have expired; log in again");
+            break;
+        }
+        last_ok = started.elapsed();
+        assert!(
+            last_ok < Duration::from_secs(8),
+            "the session outlived its lifetime"
+        );
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    assert!(
+        last_ok >= Duration::from_secs(3),
+        "ended early: {last_ok:?}"
+    );
+
+    drop(server);
+
+    // A lifetime shorter than the idle time is a configuration error, said at start.
+    let mut serve = Command::new(pacs_bin());
+    serve
+        .args(["serve", "--http-port", "0", "--dicom-port", "0"])
+        .envs(archive.env())
+        .env("PACS_SESSION_IDLE_SECONDS", "600")
+        .env("PACS_SESSION_LIFETIME_SECONDS", "60");
+    let out = run_bounded(serve, Duration::from_secs(60));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("session_idle_seconds (600) is longer than session_lifetime_seconds (60)"),
+        "{err}"
+    );
+}
