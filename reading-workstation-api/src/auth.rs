@@ -213,12 +213,24 @@ async fn resolve(state: &ApiState, req: &Parts) -> Result<Caller, ApiError> {
         Challenge::Bearer
     };
     let index = state.archive.index();
-    match authorization(&req.headers)? {
+    let ip = peer_ip(&req.extensions);
+    let header = match authorization(&req.headers) {
+        Ok(h) => h,
+        Err(e) => {
+            audit_credential_failure(state, ip, "Authorization header", &e).await;
+            return Err(e);
+        }
+    };
+    match header {
         Some(Authorization::Bearer(token)) => {
-            let principal = index
-                .verify_token(token.expose())
-                .await
-                .map_err(|f| refusal(f, challenge))?;
+            let principal = match index.verify_token(token.expose()).await {
+                Ok(p) => p,
+                Err(f) => {
+                    let e = refusal(f, challenge);
+                    audit_credential_failure(state, ip, "API token", &e).await;
+                    return Err(e);
+                }
+            };
             return Ok(Caller {
                 principal,
                 via: Via::Token,
@@ -227,12 +239,13 @@ async fn resolve(state: &ApiState, req: &Parts) -> Result<Caller, ApiError> {
         }
         Some(Authorization::Basic { username, password }) => {
             if !dicom_web {
-                return Err(ApiError::unauthorized(
+                let e = ApiError::unauthorized(
                     "HTTP Basic authentication is accepted only under /dicom-web: use a bearer token or log in",
                     challenge,
-                ));
+                );
+                audit_credential_failure(state, ip, "HTTP Basic outside /dicom-web", &e).await;
+                return Err(e);
             }
-            let ip = peer_ip(&req.extensions);
             let result = index
                 .authenticate(
                     &username,
@@ -254,21 +267,23 @@ async fn resolve(state: &ApiState, req: &Parts) -> Result<Caller, ApiError> {
             };
         }
         Some(Authorization::Other) => {
-            return Err(ApiError::unauthorized(
-                "unsupported authentication scheme",
-                challenge,
-            ));
+            let e = ApiError::unauthorized("unsupported authentication scheme", challenge);
+            audit_credential_failure(state, ip, "Authorization header", &e).await;
+            return Err(e);
         }
         None => {}
     }
     let Some(secret) = session_cookie(&req.headers) else {
         return Err(ApiError::unauthorized("authentication required", challenge));
     };
-    let (principal, csrf_token) = index
-        .session_principal(secret.expose())
-        .await
-        .map_err(|f| refusal(f, challenge))?;
-    let ip = peer_ip(&req.extensions);
+    let (principal, csrf_token) = match index.session_principal(secret.expose()).await {
+        Ok(p) => p,
+        Err(f) => {
+            let e = refusal(f, challenge);
+            audit_credential_failure(state, ip, "session cookie", &e).await;
+            return Err(e);
+        }
+    };
     if !is_safe(&req.method) {
         let given = req.headers.get(CSRF_HEADER).map(HeaderValue::as_bytes);
         if !given.is_some_and(|g| same_secret(g, csrf_token.as_bytes())) {
@@ -470,6 +485,24 @@ fn authentication_event(
         .with_type(ty)
         .with_ip(ip)
         .with_detail(detail)
+}
+
+/// Credentials that were presented but refused — a malformed `Authorization` header, an
+/// unknown, revoked or expired token or session cookie — are a failed authentication
+/// (110114, minor failure) by an unknown user, with the reason. A request without any
+/// credentials is not audited (every scanner on the network would fill the trail).
+async fn audit_credential_failure(
+    state: &ApiState,
+    ip: Option<IpAddr>,
+    what: &str,
+    error: &ApiError,
+) {
+    let event = authentication_event(EventType::Login, "unknown".into(), "user", ip, what)
+        .with_outcome(
+            Outcome::MinorFailure,
+            format!("{} {}", error.status().as_u16(), error.reason()),
+        );
+    state.archive.audit_or_log(event).await;
 }
 
 async fn audit_login_failure(

@@ -332,6 +332,31 @@ fn http_authentication() {
     assert!(has("gone", 110122, 4, Some("account disabled")), "{out}");
     assert!(has("doc", 110122, 4, Some("throttled")), "{out}");
     assert!(has("rad", 110123, 0, None), "logout: {out}");
+    // Credentials presented and refused: forged cookies and tokens, a revoked token,
+    // malformed headers, Basic outside /dicom-web.
+    assert!(
+        has("unknown", 110122, 4, Some("401 invalid credentials")),
+        "{out}"
+    );
+    assert!(has("unknown", 110122, 4, Some("400 malformed")), "{out}");
+    assert!(
+        has(
+            "unknown",
+            110122,
+            4,
+            Some("401 unsupported authentication scheme")
+        ),
+        "{out}"
+    );
+    assert!(
+        has("unknown", 110122, 4, Some("accepted only under /dicom-web")),
+        "{out}"
+    );
+    assert!(
+        events.iter().any(|e| e["detail"] == "session cookie"),
+        "{out}"
+    );
+    assert!(events.iter().any(|e| e["detail"] == "API token"), "{out}");
 
     // No password, token, cookie or CSRF token in the server's log or any command output
     // (the token only where it was created).
