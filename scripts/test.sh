@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or an old one:
 #   1. installs what the tests need when missing: dcmtk, PostgreSQL, OpenJPEG tools, curl
-#      (Debian packages), pynetdicom + pydicom (PyPI), Garage (crates.io, built once and
+#      (Debian packages), pynetdicom + pydicom + dicomweb-client (PyPI), Garage (crates.io, built once and
 #      cached in ~/.cargo/bin: ~15-20 min the first time);
 #   2. starts a private PostgreSQL and a single-node Garage on free loopback ports;
 #   3. runs formatting and lint checks, then every test (unit, contract, end-to-end);
@@ -31,10 +31,11 @@ if [[ ${#need_apt[@]} -gt 0 ]]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import pynetdicom, pydicom' 2>/dev/null; then
-  log "installing pynetdicom and pydicom"
-  python3 -m pip install --quiet 'pynetdicom==3.0.4' 'pydicom==3.0.2' \
-    || python3 -m pip install --quiet --break-system-packages 'pynetdicom==3.0.4' 'pydicom==3.0.2'
+PY_PEERS=('pynetdicom==3.0.4' 'pydicom==3.0.2' 'dicomweb-client==0.59.3')
+if ! python3 -c 'import pynetdicom, pydicom, dicomweb_client' 2>/dev/null; then
+  log "installing the Python peers: ${PY_PEERS[*]}"
+  python3 -m pip install --quiet "${PY_PEERS[@]}" \
+    || python3 -m pip install --quiet --break-system-packages "${PY_PEERS[@]}"
 fi
 
 GARAGE_BIN="$(command -v garage || true)"

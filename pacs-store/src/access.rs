@@ -59,7 +59,7 @@ impl Scope {
     }
 
     /// The two values bound to the [`in_scope!`] condition: the kind and its subject.
-    fn binds(self) -> (&'static str, i64) {
+    pub(crate) fn binds(self) -> (&'static str, i64) {
         match self {
             Scope::All => ("all", 0),
             Scope::Clinic(id) => ("clinic", id),
@@ -91,6 +91,7 @@ macro_rules! in_scope {
         )
     };
 }
+pub(crate) use in_scope;
 
 /// Things a principal may do besides seeing studies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

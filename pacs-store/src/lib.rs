@@ -10,6 +10,7 @@
 //!   without decoding pixel data; [`charset`]: Specific Character Set decoding to UTF-8.
 //! - [`index`]: the SQL index (SQLite or PostgreSQL), clinics and AE titles, the event
 //!   outbox, study readiness, group-committed inserts.
+//! - [`query`]: study/series/instance matching (PS3.4 C.2.2.2) for QIDO-RS and C-FIND.
 //! - [`objects`]: the [`objects::ObjectStore`] port and its filesystem and S3 adapters.
 //! - [`check`]: integrity check and repair.
 //! - [`config`]: [`config::StoreConfig`] and how to open an [`archive::Archive`] from it.
@@ -30,6 +31,7 @@ pub mod error;
 pub mod header;
 pub mod index;
 pub mod objects;
+pub mod query;
 pub mod users;
 
 pub use error::{Result, StoreError};

@@ -10,8 +10,9 @@
 //! - `/api/admin/…`: users, tokens, clinics and AE titles, study assignments, audit search
 //!   ([`admin`]);
 //! - `GET /api/openapi.json`: the OpenAPI document of all of this ([`openapi`]);
-//! - `GET /dicom-web/`: who the caller is (HTTP Basic accepted here); DICOMweb, the
-//!   worklist and reports come with later issues.
+//! - `/dicom-web/…`: DICOMweb ([`dicomweb`]): QIDO-RS searches (HTTP Basic accepted
+//!   here); `GET /dicom-web/` says who the caller is. WADO-RS, STOW-RS, the worklist and
+//!   reports come later.
 //!
 //! Every route but `/healthz` and the login needs credentials ([`auth::authenticate`]).
 //! Every response carries the security headers; errors are [`error::ApiError`], whose
@@ -19,6 +20,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod dicomweb;
 pub mod error;
 pub mod openapi;
 pub mod studies;
@@ -107,6 +109,21 @@ pub fn router(state: ApiState) -> Router {
             put(admin::update_ae).delete(admin::remove_ae),
         )
         .route("/dicom-web/", get(auth::dicom_web_root))
+        .route("/dicom-web/studies", get(dicomweb::qido::studies))
+        .route("/dicom-web/series", get(dicomweb::qido::series))
+        .route("/dicom-web/instances", get(dicomweb::qido::instances))
+        .route(
+            "/dicom-web/studies/{study}/series",
+            get(dicomweb::qido::study_series),
+        )
+        .route(
+            "/dicom-web/studies/{study}/instances",
+            get(dicomweb::qido::study_instances),
+        )
+        .route(
+            "/dicom-web/studies/{study}/series/{series}/instances",
+            get(dicomweb::qido::series_instances),
+        )
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -260,6 +260,34 @@ fn access_matrix(backend: Backend) {
                 .collect();
             assert_eq!(listed(&r), set(&expect), "{who}: {q}");
         }
+        // DICOMweb searches: the same scope.
+        let r = get(port, "/dicom-web/studies", &h);
+        r.expect(200, &format!("{who} QIDO studies"));
+        let found: BTreeSet<String> = r
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|ds| ds["0020000D"]["Value"][0].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(found, set(u.sees), "{who}: QIDO /studies");
+        for uid in studies {
+            for level in ["series", "instances"] {
+                let r = get(port, &format!("/dicom-web/studies/{uid}/{level}"), &h);
+                r.expect(200, &who);
+                let n = r.json().as_array().unwrap().len();
+                assert_eq!(n > 0, u.sees.contains(&uid), "{who}: QIDO {uid}/{level}");
+            }
+        }
+        let r = get(port, "/dicom-web/instances?PatientID=P-100", &h);
+        r.expect(200, &who);
+        let p100 = u.sees.iter().filter(|s| **s != SOUTH_OTHER).count();
+        assert_eq!(
+            r.json().as_array().unwrap().len(),
+            p100,
+            "{who}: QIDO instances"
+        );
+
         // Things that are not UIDs: 404 as well, never an error page or a file.
         for bad in [
             "..%2F..%2Fetc%2Fpasswd",
@@ -385,6 +413,10 @@ fn access_matrix(backend: Backend) {
     // Without credentials: 401 everywhere but the health check.
     for path in [
         "/api/studies",
+        "/dicom-web/studies",
+        "/dicom-web/series",
+        "/dicom-web/instances",
+        &format!("/dicom-web/studies/{NORTH_STUDY}/series"),
         &format!("/api/studies/{NORTH_STUDY}"),
         &format!("/api/studies/{GUESSED}"),
         "/api/me",
@@ -440,8 +472,10 @@ fn access_matrix(backend: Backend) {
         "5 admin GETs, /metrics, 12 changes: {alerts:#?}"
     );
     assert!(alerts.iter().all(|e| e["outcome"] == 4));
+    // 4 study lists over the JSON API, 10 QIDO-RS searches (studies, 4 × series and
+    // instances, instances by patient).
     let queries = audit("user=nclin&event=110112");
-    assert_eq!(queries.len(), 4, "{queries:#?}");
+    assert_eq!(queries.len(), 14, "{queries:#?}");
     let changes = audit("user=boss&event=110113");
     let details: Vec<&str> = changes
         .iter()

@@ -15,24 +15,6 @@ const DOC_PW: &str = "township doctor http passphrase 7002";
 const GONE_PW: &str = "disabled clinician passphrase 7003";
 const WRONG_PW: &str = "not the right passphrase 7004";
 
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn http_authentication() {
     let archive = TestArchive::new(Backend::SqliteFiles);

@@ -16,6 +16,7 @@ mod cli;
 mod dicom_tls;
 mod http_auth;
 mod https;
+mod qido;
 mod store;
 mod users;
 

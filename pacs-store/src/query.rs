@@ -1,0 +1,911 @@
+//! Study, series and instance queries — the matching of PS3.4 C.2.2.2 over the index, for
+//! QIDO-RS (PS3.18 10.6) and C-FIND alike. Adapters parse their protocol's keys into a
+//! [`Query`] ([`Key::from_keyword`], [`Key::from_tag`], [`Match::parse`]) and render the
+//! [`Row`]s this answers; the SQL is built here only.
+//!
+//! Matching, per key:
+//! - **single value**: exact; person names (PN) case-insensitively, against the whole name
+//!   and each of its alphabetic, ideographic and phonetic groups (a query of
+//!   `Wang^XiaoDong=王^小东` matches each group with its own);
+//! - **wildcard**: `*` (any run) and `?` (one character), same columns;
+//! - **UID list**: any of the UIDs (QIDO separates them with `,`, DIMSE with `\`);
+//! - **range**: dates `20240101-20240131`, `-20240131`, `20240101-`; times likewise
+//!   (inclusive; a bound given to the minute covers that whole minute);
+//! - **universal** (empty value): no condition.
+//!
+//! With `fuzzy` (QIDO `fuzzymatching=true`), a single-value person name also matches any
+//! name with a component (family, given…) that starts with it, case-insensitively.
+//!
+//! Every query carries the caller's [`Scope`]: its condition is part of the statement, so
+//! nothing outside the scope is ever read. Values are always bound parameters; the
+//! statement text is assembled only from literals in this file.
+
+use std::fmt;
+
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+
+use crate::access::Scope;
+use crate::index::Index;
+use crate::{Result, StoreError};
+
+/// The level of the entities a query returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Study,
+    Series,
+    Instance,
+}
+
+/// A matching key the index can answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Key {
+    PatientName,
+    PatientId,
+    IssuerOfPatientId,
+    PatientBirthDate,
+    PatientSex,
+    StudyInstanceUid,
+    StudyDate,
+    StudyTime,
+    AccessionNumber,
+    ModalitiesInStudy,
+    ReferringPhysicianName,
+    StudyId,
+    StudyDescription,
+    SeriesInstanceUid,
+    Modality,
+    SeriesNumber,
+    SeriesDescription,
+    BodyPartExamined,
+    SopInstanceUid,
+    SopClassUid,
+    InstanceNumber,
+}
+
+/// How a key's values are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vr {
+    /// Person name: case-insensitive, groups.
+    Pn,
+    /// Date (DA), range matching.
+    Da,
+    /// Time (TM), range matching.
+    Tm,
+    /// UID list.
+    Ui,
+    /// Text (LO, SH, CS): exact or wildcard.
+    Text,
+    /// Integer string.
+    Is,
+}
+
+impl Key {
+    pub const ALL: [Key; 21] = [
+        Key::PatientName,
+        Key::PatientId,
+        Key::IssuerOfPatientId,
+        Key::PatientBirthDate,
+        Key::PatientSex,
+        Key::StudyInstanceUid,
+        Key::StudyDate,
+        Key::StudyTime,
+        Key::AccessionNumber,
+        Key::ModalitiesInStudy,
+        Key::ReferringPhysicianName,
+        Key::StudyId,
+        Key::StudyDescription,
+        Key::SeriesInstanceUid,
+        Key::Modality,
+        Key::SeriesNumber,
+        Key::SeriesDescription,
+        Key::BodyPartExamined,
+        Key::SopInstanceUid,
+        Key::SopClassUid,
+        Key::InstanceNumber,
+    ];
+
+    /// (group, element).
+    pub const fn tag(self) -> (u16, u16) {
+        match self {
+            Key::PatientName => (0x0010, 0x0010),
+            Key::PatientId => (0x0010, 0x0020),
+            Key::IssuerOfPatientId => (0x0010, 0x0021),
+            Key::PatientBirthDate => (0x0010, 0x0030),
+            Key::PatientSex => (0x0010, 0x0040),
+            Key::StudyInstanceUid => (0x0020, 0x000D),
+            Key::StudyDate => (0x0008, 0x0020),
+            Key::StudyTime => (0x0008, 0x0030),
+            Key::AccessionNumber => (0x0008, 0x0050),
+            Key::ModalitiesInStudy => (0x0008, 0x0061),
+            Key::ReferringPhysicianName => (0x0008, 0x0090),
+            Key::StudyId => (0x0020, 0x0010),
+            Key::StudyDescription => (0x0008, 0x1030),
+            Key::SeriesInstanceUid => (0x0020, 0x000E),
+            Key::Modality => (0x0008, 0x0060),
+            Key::SeriesNumber => (0x0020, 0x0011),
+            Key::SeriesDescription => (0x0008, 0x103E),
+            Key::BodyPartExamined => (0x0018, 0x0015),
+            Key::SopInstanceUid => (0x0008, 0x0018),
+            Key::SopClassUid => (0x0008, 0x0016),
+            Key::InstanceNumber => (0x0020, 0x0013),
+        }
+    }
+
+    pub const fn keyword(self) -> &'static str {
+        match self {
+            Key::PatientName => "PatientName",
+            Key::PatientId => "PatientID",
+            Key::IssuerOfPatientId => "IssuerOfPatientID",
+            Key::PatientBirthDate => "PatientBirthDate",
+            Key::PatientSex => "PatientSex",
+            Key::StudyInstanceUid => "StudyInstanceUID",
+            Key::StudyDate => "StudyDate",
+            Key::StudyTime => "StudyTime",
+            Key::AccessionNumber => "AccessionNumber",
+            Key::ModalitiesInStudy => "ModalitiesInStudy",
+            Key::ReferringPhysicianName => "ReferringPhysicianName",
+            Key::StudyId => "StudyID",
+            Key::StudyDescription => "StudyDescription",
+            Key::SeriesInstanceUid => "SeriesInstanceUID",
+            Key::Modality => "Modality",
+            Key::SeriesNumber => "SeriesNumber",
+            Key::SeriesDescription => "SeriesDescription",
+            Key::BodyPartExamined => "BodyPartExamined",
+            Key::SopInstanceUid => "SOPInstanceUID",
+            Key::SopClassUid => "SOPClassUID",
+            Key::InstanceNumber => "InstanceNumber",
+        }
+    }
+
+    pub const fn vr(self) -> Vr {
+        match self {
+            Key::PatientName | Key::ReferringPhysicianName => Vr::Pn,
+            Key::PatientBirthDate | Key::StudyDate => Vr::Da,
+            Key::StudyTime => Vr::Tm,
+            Key::StudyInstanceUid
+            | Key::SeriesInstanceUid
+            | Key::SopInstanceUid
+            | Key::SopClassUid => Vr::Ui,
+            Key::SeriesNumber | Key::InstanceNumber => Vr::Is,
+            _ => Vr::Text,
+        }
+    }
+
+    /// The level whose entity holds the key.
+    pub const fn level(self) -> Level {
+        match self {
+            Key::SeriesInstanceUid
+            | Key::Modality
+            | Key::SeriesNumber
+            | Key::SeriesDescription
+            | Key::BodyPartExamined => Level::Series,
+            Key::SopInstanceUid | Key::SopClassUid | Key::InstanceNumber => Level::Instance,
+            _ => Level::Study,
+        }
+    }
+
+    /// By DICOM keyword (`PatientName`) or tag (`00100010`, `0010,0010`).
+    pub fn from_keyword(s: &str) -> Option<Key> {
+        if let Some(k) = Key::ALL.into_iter().find(|k| k.keyword() == s) {
+            return Some(k);
+        }
+        let hex: String = s.chars().filter(|c| *c != ',').collect();
+        if hex.len() == 8 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let g = u16::from_str_radix(&hex[..4], 16).ok()?;
+            let e = u16::from_str_radix(&hex[4..], 16).ok()?;
+            return Key::from_tag(g, e);
+        }
+        None
+    }
+
+    pub fn from_tag(group: u16, element: u16) -> Option<Key> {
+        Key::ALL.into_iter().find(|k| k.tag() == (group, element))
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.keyword())
+    }
+}
+
+/// A key's matching value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Match {
+    Single(String),
+    Wildcard(String),
+    List(Vec<String>),
+    /// Inclusive bounds, already normalised for comparison with stored values.
+    Range(Option<String>, Option<String>),
+}
+
+/// The longest matching value accepted (the longest VR of the keys, LO, is 64 characters;
+/// PN with three groups is longer).
+pub const MAX_VALUE_CHARS: usize = 324;
+/// UIDs in one list.
+pub const MAX_LIST: usize = 500;
+
+impl Match {
+    /// Parses `value` for `key`; `list_sep` is `,` for QIDO and `\` for DIMSE. `None` for
+    /// universal matching (empty value, or `*` alone).
+    pub fn parse(key: Key, value: &str, list_sep: char) -> Result<Option<Match>> {
+        let value = value.trim();
+        if value.is_empty() || value == "*" {
+            return Ok(None);
+        }
+        if value.chars().count() > MAX_VALUE_CHARS {
+            return Err(invalid(key, "value too long"));
+        }
+        if value.chars().any(|c| c.is_control()) {
+            return Err(invalid(key, "control characters are not allowed"));
+        }
+        let m = match key.vr() {
+            Vr::Ui => {
+                let uids: Vec<String> = value
+                    .split(list_sep)
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if uids.len() > MAX_LIST {
+                    return Err(invalid(key, "more than 500 UIDs"));
+                }
+                if let Some(bad) = uids.iter().find(|u| !is_uid(u)) {
+                    return Err(invalid(
+                        key,
+                        &format!("{:?} is not a UID", truncate(bad, 70)),
+                    ));
+                }
+                match uids.len() {
+                    0 => return Ok(None),
+                    1 => Match::Single(uids.into_iter().next().unwrap_or_default()),
+                    _ => Match::List(uids),
+                }
+            }
+            Vr::Da => {
+                let (lo, hi) = parse_range(key, value, is_date)?;
+                Match::Range(lo, hi.map(|h| h + "~"))
+            }
+            Vr::Tm => {
+                let (lo, hi) = parse_range(key, value, is_time)?;
+                // A bound to the minute covers the minute: "0900" runs to "0900" + anything.
+                Match::Range(
+                    lo.map(|l| normalise_time(&l)),
+                    hi.map(|h| normalise_time(&h) + "~"),
+                )
+            }
+            Vr::Is => {
+                let n: i64 = value
+                    .parse()
+                    .map_err(|_| invalid(key, "expected an integer"))?;
+                Match::Single(n.to_string())
+            }
+            Vr::Pn | Vr::Text => {
+                if key == Key::Modality || key == Key::ModalitiesInStudy {
+                    let list: Vec<String> = value
+                        .split([',', '\\'])
+                        .map(|m| m.trim().to_ascii_uppercase())
+                        .filter(|m| !m.is_empty())
+                        .collect();
+                    if list.iter().any(|m| {
+                        m.len() > 16 || !m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    }) {
+                        return Err(invalid(key, "expected modality codes such as CT or MR"));
+                    }
+                    return Ok(Some(if list.len() == 1 {
+                        Match::Single(list.into_iter().next().unwrap_or_default())
+                    } else {
+                        Match::List(list)
+                    }));
+                }
+                if value.contains(['*', '?']) {
+                    Match::Wildcard(value.to_owned())
+                } else {
+                    Match::Single(value.to_owned())
+                }
+            }
+        };
+        Ok(Some(m))
+    }
+}
+
+fn invalid(key: Key, why: &str) -> StoreError {
+    StoreError::Invalid(format!("{}: {why}", key.keyword()))
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// A syntactically valid UID (PS3.5 9.1).
+pub fn is_uid(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && !s.starts_with('.')
+        && !s.ends_with('.')
+        && !s.contains("..")
+}
+
+fn parse_range(
+    key: Key,
+    value: &str,
+    valid: fn(&str) -> bool,
+) -> Result<(Option<String>, Option<String>)> {
+    let (lo, hi) = match value.split_once('-') {
+        Some((lo, hi)) => (lo.trim(), hi.trim()),
+        None => (value, value),
+    };
+    if lo.is_empty() && hi.is_empty() {
+        return Err(invalid(key, "a range needs at least one bound"));
+    }
+    for b in [lo, hi] {
+        if !b.is_empty() && !valid(b) {
+            return Err(invalid(
+                key,
+                &format!(
+                    "{:?} is not a valid {}",
+                    truncate(b, 30),
+                    if key.vr() == Vr::Da {
+                        "date (YYYYMMDD)"
+                    } else {
+                        "time (HHMM[SS[.FFFFFF]])"
+                    }
+                ),
+            ));
+        }
+    }
+    if !lo.is_empty() && !hi.is_empty() && normalise_time(lo) > normalise_time(hi) {
+        return Err(invalid(key, "the range ends before it starts"));
+    }
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    Ok((some(lo), some(hi)))
+}
+
+/// `YYYYMMDD` with a real month and day.
+fn is_date(s: &str) -> bool {
+    if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let y: u32 = s[..4].parse().unwrap_or(0);
+    let m: u32 = s[4..6].parse().unwrap_or(0);
+    let d: u32 = s[6..].parse().unwrap_or(0);
+    let leap = (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    y >= 1 && (1..=days).contains(&d)
+}
+
+/// `HH`, `HHMM`, `HHMMSS`, `HHMMSS.F…` (1–6 fraction digits), also with `:` separators.
+fn is_time(s: &str) -> bool {
+    let t = s.replace(':', "");
+    let (whole, frac) = match t.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (t.as_str(), None),
+    };
+    if !matches!(whole.len(), 2 | 4 | 6) || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    if frac.is_some_and(|f| f.is_empty() || f.len() > 6 || !f.bytes().all(|b| b.is_ascii_digit())) {
+        return false;
+    }
+    if frac.is_some() && whole.len() != 6 {
+        return false;
+    }
+    let part = |i: usize| whole.get(i..i + 2).map(|p| p.parse::<u32>().unwrap_or(99));
+    part(0).is_some_and(|h| h < 24)
+        && part(2).is_none_or(|m| m < 60)
+        && part(4).is_none_or(|sec| sec < 60)
+}
+
+fn normalise_time(s: &str) -> String {
+    s.replace(':', "")
+}
+
+// ---------------------------------------------------------------------------------------
+// The query
+
+/// A query: what to return, within which study/series, matching which keys.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub level: Level,
+    pub keys: Vec<(Key, Match)>,
+    pub fuzzy: bool,
+    /// At most this many rows.
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// What a row holds; fields of levels below the query's are `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Row {
+    pub patient_id: String,
+    pub issuer_of_patient_id: Option<String>,
+    /// As stored: groups joined by `=`.
+    pub patient_name: Option<String>,
+    pub patient_birth_date: Option<String>,
+    pub patient_sex: Option<String>,
+    pub study_instance_uid: String,
+    pub study_date: Option<String>,
+    pub study_time: Option<String>,
+    pub accession_number: Option<String>,
+    pub study_id: Option<String>,
+    pub study_description: Option<String>,
+    pub referring_physician_name: Option<String>,
+    pub modalities_in_study: Vec<String>,
+    pub number_of_study_related_series: i64,
+    pub number_of_study_related_instances: i64,
+    pub series_instance_uid: Option<String>,
+    pub modality: Option<String>,
+    pub series_number: Option<i64>,
+    pub series_description: Option<String>,
+    pub body_part_examined: Option<String>,
+    pub number_of_series_related_instances: Option<i64>,
+    pub sop_instance_uid: Option<String>,
+    pub sop_class_uid: Option<String>,
+    pub instance_number: Option<i64>,
+    pub transfer_syntax_uid: Option<String>,
+    pub rows: Option<i64>,
+    pub columns: Option<i64>,
+    pub number_of_frames: Option<i64>,
+}
+
+/// A value bound to the statement.
+#[derive(Debug, Clone)]
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// A statement assembled from literal pieces and numbered placeholders.
+struct Sql {
+    text: String,
+    binds: Vec<Bind>,
+}
+
+impl Sql {
+    fn new(scope: Scope) -> Sql {
+        let (kind, subject) = scope.binds();
+        Sql {
+            text: String::with_capacity(1024),
+            binds: vec![Bind::Text(kind.to_owned()), Bind::Int(subject)],
+        }
+    }
+
+    fn push(&mut self, literal: &'static str) {
+        self.text.push_str(literal);
+    }
+
+    fn bind(&mut self, value: Bind) {
+        self.binds.push(value);
+        self.text.push('$');
+        self.text.push_str(&self.binds.len().to_string());
+    }
+
+    fn text(&mut self, s: impl Into<String>) {
+        self.bind(Bind::Text(s.into()));
+    }
+}
+
+/// `LIKE` pattern of a DICOM wildcard value (`*`, `?`), `\` escaping LIKE's own `%`, `_`
+/// and `\`.
+fn like_pattern(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 4);
+    for c in value.chars() {
+        match c {
+            '*' => out.push('%'),
+            '?' => out.push('_'),
+            '%' | '_' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The column of a non-PN key, on the aliases `p` (patients), `s` (studies), `se`
+/// (series), `i` (instances).
+fn column(key: Key) -> &'static str {
+    match key {
+        Key::PatientId => "p.patient_id",
+        Key::IssuerOfPatientId => "p.issuer_of_patient_id",
+        Key::PatientBirthDate => "p.birth_date",
+        Key::PatientSex => "p.sex",
+        Key::StudyInstanceUid => "s.study_instance_uid",
+        Key::StudyDate => "s.study_date",
+        Key::StudyTime => "s.study_time",
+        Key::AccessionNumber => "s.accession_number",
+        Key::StudyId => "s.study_id",
+        Key::StudyDescription => "s.study_description",
+        Key::SeriesInstanceUid => "se.series_instance_uid",
+        Key::Modality => "se.modality",
+        Key::SeriesNumber => "se.series_number",
+        Key::SeriesDescription => "se.series_description",
+        Key::BodyPartExamined => "se.body_part_examined",
+        Key::SopInstanceUid => "i.sop_instance_uid",
+        Key::SopClassUid => "i.sop_class_uid",
+        Key::InstanceNumber => "i.instance_number",
+        Key::PatientName => "p.patient_name",
+        Key::ReferringPhysicianName => "s.referring_physician_name",
+        Key::ModalitiesInStudy => "s.modalities_in_study",
+    }
+}
+
+fn push_condition(sql: &mut Sql, key: Key, m: &Match, fuzzy: bool) {
+    sql.push(" AND ");
+    match (key, m) {
+        (Key::PatientName, m) => push_name(sql, m, fuzzy, NameColumns::PATIENT),
+        (Key::ReferringPhysicianName, m) => push_name(sql, m, fuzzy, NameColumns::REFERRING),
+        (Key::ModalitiesInStudy, m) => {
+            // Any series of the study with one of the modalities.
+            sql.push(
+                "EXISTS (SELECT 1 FROM series ms WHERE ms.study_ref = s.id AND ms.modality IN (",
+            );
+            push_list(sql, m);
+            sql.push("))");
+        }
+        (Key::SeriesNumber | Key::InstanceNumber, Match::Single(n)) => {
+            sql.push(column(key));
+            sql.push(" = ");
+            sql.bind(Bind::Int(n.parse().unwrap_or(i64::MIN)));
+        }
+        (_, Match::Single(v)) => {
+            sql.push(column(key));
+            sql.push(" = ");
+            sql.text(v.clone());
+        }
+        (_, Match::Wildcard(v)) => {
+            sql.push(column(key));
+            sql.push(" LIKE ");
+            sql.text(like_pattern(v));
+            sql.push(" ESCAPE '\\'");
+        }
+        (_, Match::List(_)) => {
+            sql.push(column(key));
+            sql.push(" IN (");
+            push_list(sql, m);
+            sql.push(")");
+        }
+        (_, Match::Range(lo, hi)) => {
+            sql.push("(");
+            sql.push(column(key));
+            sql.push(" IS NOT NULL");
+            if let Some(lo) = lo {
+                sql.push(" AND ");
+                sql.push(column(key));
+                sql.push(" >= ");
+                sql.text(lo.clone());
+            }
+            if let Some(hi) = hi {
+                sql.push(" AND ");
+                sql.push(column(key));
+                sql.push(" <= ");
+                sql.text(hi.clone());
+            }
+            sql.push(")");
+        }
+    }
+}
+
+fn push_list(sql: &mut Sql, m: &Match) {
+    let values: Vec<String> = match m {
+        Match::List(v) => v.clone(),
+        Match::Single(v) | Match::Wildcard(v) => vec![v.clone()],
+        Match::Range(..) => Vec::new(),
+    };
+    for (i, v) in values.into_iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.text(v);
+    }
+}
+
+/// The columns of a person name: the whole value and its groups.
+struct NameColumns {
+    whole: &'static str,
+    /// Alphabetic, ideographic, phonetic (the referring physician has only the whole).
+    groups: Option<[&'static str; 3]>,
+}
+
+impl NameColumns {
+    const PATIENT: NameColumns = NameColumns {
+        whole: "LOWER(p.patient_name)",
+        groups: Some([
+            "LOWER(p.name_alphabetic)",
+            "LOWER(p.name_ideographic)",
+            "LOWER(p.name_phonetic)",
+        ]),
+    };
+    const REFERRING: NameColumns = NameColumns {
+        whole: "LOWER(s.referring_physician_name)",
+        groups: None,
+    };
+}
+
+/// A person-name condition: case-insensitive; a value with `=` matches group by group.
+fn push_name(sql: &mut Sql, m: &Match, fuzzy: bool, cols: NameColumns) {
+    let value = match m {
+        Match::Single(v) | Match::Wildcard(v) => v.to_lowercase(),
+        Match::List(v) => v.join(",").to_lowercase(),
+        Match::Range(..) => String::new(),
+    };
+    let wildcard = matches!(m, Match::Wildcard(_));
+    if let (Some(groups), true) = (cols.groups, value.contains('=')) {
+        // Group by group; an empty group matches anything.
+        sql.push("(1 = 1");
+        for (col, part) in groups.iter().zip(value.split('=')) {
+            if part.is_empty() {
+                continue;
+            }
+            sql.push(" AND ");
+            push_one_name(sql, col, part, wildcard || part.contains(['*', '?']), fuzzy);
+        }
+        sql.push(")");
+        return;
+    }
+    sql.push("(");
+    push_one_name(sql, cols.whole, &value, wildcard, fuzzy);
+    if let Some(groups) = cols.groups {
+        for col in groups {
+            sql.push(" OR ");
+            push_one_name(sql, col, &value, wildcard, fuzzy);
+        }
+    }
+    sql.push(")");
+}
+
+fn push_one_name(sql: &mut Sql, col: &'static str, value: &str, wildcard: bool, fuzzy: bool) {
+    if wildcard {
+        sql.push(col);
+        sql.push(" LIKE ");
+        sql.text(like_pattern(value));
+        sql.push(" ESCAPE '\\'");
+    } else if fuzzy {
+        // Any component that starts with the value: the start of the name, or after a
+        // component (^), group (=) or word separator.
+        let v = like_pattern(value);
+        sql.push("(");
+        sql.push(col);
+        sql.push(" LIKE ");
+        sql.text(format!("{v}%"));
+        sql.push(" ESCAPE '\\' OR ");
+        sql.push(col);
+        sql.push(" LIKE ");
+        sql.text(format!("%^{v}%"));
+        sql.push(" ESCAPE '\\' OR ");
+        sql.push(col);
+        sql.push(" LIKE ");
+        sql.text(format!("% {v}%"));
+        sql.push(" ESCAPE '\\')");
+    } else {
+        sql.push(col);
+        sql.push(" = ");
+        sql.text(value.to_owned());
+    }
+}
+
+const STUDY_COLUMNS: &str = "p.patient_id, p.issuer_of_patient_id, p.patient_name, \
+     p.birth_date, p.sex, s.study_instance_uid, s.study_date, s.study_time, \
+     s.accession_number, s.study_id, s.study_description, s.referring_physician_name, \
+     s.modalities_in_study, s.number_of_series, s.number_of_instances";
+
+impl Index {
+    /// The rows matching `query` within `scope`, in a stable order (newest study first,
+    /// then series and instance number), `query.limit` at most from `query.offset`.
+    pub async fn query(&self, scope: Scope, query: &Query) -> Result<Vec<Row>> {
+        let mut sql = Sql::new(scope);
+        sql.push("SELECT ");
+        sql.push(STUDY_COLUMNS);
+        match query.level {
+            Level::Study => {}
+            Level::Series => sql.push(
+                ", se.series_instance_uid, se.modality, se.series_number, \
+                 se.series_description, se.body_part_examined, se.number_of_instances",
+            ),
+            Level::Instance => sql.push(
+                ", se.series_instance_uid, se.modality, se.series_number, \
+                 se.series_description, se.body_part_examined, se.number_of_instances, \
+                 i.sop_instance_uid, i.sop_class_uid, i.instance_number, \
+                 i.transfer_syntax_uid, i.rows, i.columns, i.number_of_frames",
+            ),
+        }
+        sql.push(" FROM studies s JOIN patients p ON p.id = s.patient_ref");
+        let needs_series = query.level != Level::Study
+            || query.keys.iter().any(|(k, _)| k.level() != Level::Study);
+        let needs_instances = query.level == Level::Instance
+            || query.keys.iter().any(|(k, _)| k.level() == Level::Instance);
+        if query.level == Level::Study && needs_series {
+            // Study-level query with series/instance keys: a study matches when one of
+            // its series (instances) does.
+            sql.push(" WHERE EXISTS (SELECT 1 FROM series se");
+            if needs_instances {
+                sql.push(" JOIN instances i ON i.series_ref = se.id");
+            }
+            sql.push(" WHERE se.study_ref = s.id");
+            for (k, m) in query.keys.iter().filter(|(k, _)| k.level() != Level::Study) {
+                push_condition(&mut sql, *k, m, query.fuzzy);
+            }
+            sql.push(") AND ");
+        } else {
+            if needs_series {
+                sql.push(" JOIN series se ON se.study_ref = s.id");
+            }
+            if needs_instances {
+                sql.push(" JOIN instances i ON i.series_ref = se.id");
+            }
+            sql.push(" WHERE ");
+        }
+        sql.push(crate::access::in_scope!("$1", "$2"));
+        for (k, m) in &query.keys {
+            if query.level == Level::Study && k.level() != Level::Study {
+                continue;
+            }
+            push_condition(&mut sql, *k, m, query.fuzzy);
+        }
+        sql.push(" ORDER BY s.first_received_at DESC, s.id DESC");
+        match query.level {
+            Level::Study => {}
+            Level::Series => sql.push(", se.series_number, se.id"),
+            Level::Instance => sql.push(", se.series_number, se.id, i.instance_number, i.id"),
+        }
+        sql.push(" LIMIT ");
+        sql.bind(Bind::Int(query.limit.clamp(1, 100_000)));
+        sql.push(" OFFSET ");
+        sql.bind(Bind::Int(query.offset.max(0)));
+
+        let Sql { text, binds } = sql;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+        for b in binds {
+            q = match b {
+                Bind::Text(t) => q.bind(t),
+                Bind::Int(n) => q.bind(n),
+            };
+        }
+        let rows = q.fetch_all(self.pool()).await?;
+        rows.iter().map(|r| row_from(r, query.level)).collect()
+    }
+}
+
+fn row_from(r: &AnyRow, level: Level) -> Result<Row> {
+    let modalities: String = r.try_get(12)?;
+    let mut row = Row {
+        patient_id: r.try_get(0)?,
+        issuer_of_patient_id: r.try_get(1)?,
+        patient_name: r.try_get(2)?,
+        patient_birth_date: r.try_get(3)?,
+        patient_sex: r.try_get(4)?,
+        study_instance_uid: r.try_get(5)?,
+        study_date: r.try_get(6)?,
+        study_time: r.try_get(7)?,
+        accession_number: r.try_get(8)?,
+        study_id: r.try_get(9)?,
+        study_description: r.try_get(10)?,
+        referring_physician_name: r.try_get(11)?,
+        modalities_in_study: modalities
+            .split('\\')
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        number_of_study_related_series: r.try_get(13)?,
+        number_of_study_related_instances: r.try_get(14)?,
+        ..Row::default()
+    };
+    if level != Level::Study {
+        row.series_instance_uid = r.try_get(15)?;
+        row.modality = r.try_get(16)?;
+        row.series_number = r.try_get(17)?;
+        row.series_description = r.try_get(18)?;
+        row.body_part_examined = r.try_get(19)?;
+        row.number_of_series_related_instances = r.try_get(20)?;
+    }
+    if level == Level::Instance {
+        row.sop_instance_uid = r.try_get(21)?;
+        row.sop_class_uid = r.try_get(22)?;
+        row.instance_number = r.try_get(23)?;
+        row.transfer_syntax_uid = r.try_get(24)?;
+        row.rows = r.try_get(25)?;
+        row.columns = r.try_get(26)?;
+        row.number_of_frames = r.try_get(27)?;
+    }
+    Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(k: Key, v: &str) -> Option<Match> {
+        Match::parse(k, v, ',').unwrap()
+    }
+
+    fn refused(k: Key, v: &str) -> String {
+        match Match::parse(k, v, ',') {
+            Err(StoreError::Invalid(why)) => why,
+            other => panic!("{k} {v:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn keys_by_keyword_and_tag() {
+        assert_eq!(Key::from_keyword("PatientName"), Some(Key::PatientName));
+        assert_eq!(Key::from_keyword("00100010"), Some(Key::PatientName));
+        assert_eq!(Key::from_keyword("0020,000D"), Some(Key::StudyInstanceUid));
+        assert_eq!(Key::from_keyword("0020000d"), Some(Key::StudyInstanceUid));
+        assert_eq!(Key::from_keyword("patientname"), None);
+        assert_eq!(Key::from_keyword("7FE00010"), None);
+        for k in Key::ALL {
+            assert_eq!(Key::from_tag(k.tag().0, k.tag().1), Some(k));
+        }
+    }
+
+    #[test]
+    fn values() {
+        assert_eq!(parse(Key::PatientName, ""), None);
+        assert_eq!(parse(Key::PatientName, "*"), None);
+        assert_eq!(
+            parse(Key::PatientName, "Wang*"),
+            Some(Match::Wildcard("Wang*".into()))
+        );
+        assert_eq!(
+            parse(Key::StudyInstanceUid, "1.2.3,1.2.4"),
+            Some(Match::List(vec!["1.2.3".into(), "1.2.4".into()]))
+        );
+        assert_eq!(
+            Match::parse(Key::StudyInstanceUid, "1.2.3\\1.2.4", '\\').unwrap(),
+            Some(Match::List(vec!["1.2.3".into(), "1.2.4".into()]))
+        );
+        assert_eq!(
+            parse(Key::StudyDate, "20240101-20240131"),
+            Some(Match::Range(
+                Some("20240101".into()),
+                Some("20240131~".into())
+            ))
+        );
+        assert_eq!(
+            parse(Key::StudyDate, "-20240131"),
+            Some(Match::Range(None, Some("20240131~".into())))
+        );
+        assert_eq!(
+            parse(Key::StudyTime, "0800-09:00"),
+            Some(Match::Range(Some("0800".into()), Some("0900~".into())))
+        );
+        assert_eq!(
+            parse(Key::ModalitiesInStudy, "ct,MR"),
+            Some(Match::List(vec!["CT".into(), "MR".into()]))
+        );
+        assert_eq!(
+            parse(Key::SeriesNumber, " 3 "),
+            Some(Match::Single("3".into()))
+        );
+        assert!(refused(Key::StudyDate, "2024-13-01").contains("not a valid date"));
+        assert!(refused(Key::StudyDate, "20240230").contains("not a valid date"));
+        assert!(refused(Key::StudyDate, "20240131-20240101").contains("ends before"));
+        assert!(refused(Key::StudyDate, "yesterday").contains("StudyDate"));
+        assert!(refused(Key::StudyTime, "2500").contains("not a valid time"));
+        assert!(refused(Key::StudyInstanceUid, "1.2.3' OR '1'='1").contains("not a UID"));
+        assert!(refused(Key::ModalitiesInStudy, "CT'--").contains("modality"));
+        assert!(refused(Key::SeriesNumber, "1; DROP").contains("integer"));
+        assert!(refused(Key::PatientName, &"a".repeat(400)).contains("too long"));
+        assert!(refused(Key::PatientId, "a\u{0}b").contains("control"));
+        assert!(is_date("20240229") && !is_date("20230229") && !is_date("00000101"));
+        assert!(is_time("23:59:59.999999") && !is_time("2360") && !is_time("12.5"));
+    }
+
+    #[test]
+    fn like_patterns_escape_like_metacharacters() {
+        assert_eq!(like_pattern("W?ng*"), "W_ng%");
+        assert_eq!(like_pattern("100%_\\x*"), "100\\%\\_\\\\x%");
+    }
+}
