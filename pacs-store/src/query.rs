@@ -726,10 +726,19 @@ impl Index {
             || query.keys.iter().any(|(k, _)| k.level() != Level::Study);
         let needs_instances = query.level == Level::Instance
             || query.keys.iter().any(|(k, _)| k.level() == Level::Instance);
+        if query.level != Level::Study {
+            sql.push(" JOIN series se ON se.study_ref = s.id");
+        }
+        if query.level == Level::Instance {
+            sql.push(" JOIN instances i ON i.series_ref = se.id");
+        }
+        // The scope first: SQLite numbers `$N` parameters in order of appearance.
+        sql.push(" WHERE ");
+        sql.push(crate::access::in_scope!("$1", "$2"));
         if query.level == Level::Study && needs_series {
             // Study-level query with series/instance keys: a study matches when one of
             // its series (instances) does.
-            sql.push(" WHERE EXISTS (SELECT 1 FROM series se");
+            sql.push(" AND EXISTS (SELECT 1 FROM series se");
             if needs_instances {
                 sql.push(" JOIN instances i ON i.series_ref = se.id");
             }
@@ -737,22 +746,30 @@ impl Index {
             for (k, m) in query.keys.iter().filter(|(k, _)| k.level() != Level::Study) {
                 push_condition(&mut sql, *k, m, query.fuzzy);
             }
-            sql.push(") AND ");
-        } else {
-            if needs_series {
-                sql.push(" JOIN series se ON se.study_ref = s.id");
-            }
-            if needs_instances {
-                sql.push(" JOIN instances i ON i.series_ref = se.id");
-            }
-            sql.push(" WHERE ");
+            sql.push(")");
         }
-        sql.push(crate::access::in_scope!("$1", "$2"));
-        for (k, m) in &query.keys {
-            if query.level == Level::Study && k.level() != Level::Study {
-                continue;
+        if query.level == Level::Series && needs_instances {
+            // Series-level query with instance keys: a series matches when one of its
+            // instances does (one row per series, not per instance).
+            sql.push(" AND EXISTS (SELECT 1 FROM instances i WHERE i.series_ref = se.id");
+            for (k, m) in query
+                .keys
+                .iter()
+                .filter(|(k, _)| k.level() == Level::Instance)
+            {
+                push_condition(&mut sql, *k, m, query.fuzzy);
             }
-            push_condition(&mut sql, *k, m, query.fuzzy);
+            sql.push(")");
+        }
+        for (k, m) in &query.keys {
+            let below = match query.level {
+                Level::Study => k.level() != Level::Study,
+                Level::Series => k.level() == Level::Instance,
+                Level::Instance => false,
+            };
+            if !below {
+                push_condition(&mut sql, *k, m, query.fuzzy);
+            }
         }
         sql.push(" ORDER BY s.first_received_at DESC, s.id DESC");
         match query.level {
@@ -907,5 +924,75 @@ mod tests {
     fn like_patterns_escape_like_metacharacters() {
         assert_eq!(like_pattern("W?ng*"), "W_ng%");
         assert_eq!(like_pattern("100%_\\x*"), "100\\%\\_\\\\x%");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Retrieval
+
+/// An instance to send back (WADO-RS, C-MOVE, C-GET), with where its object is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Retrievable {
+    pub study_instance_uid: String,
+    pub series_instance_uid: String,
+    pub sop_instance_uid: String,
+    pub sop_class_uid: String,
+    pub transfer_syntax_uid: String,
+    pub object_key: String,
+    pub size_bytes: i64,
+    pub dataset_offset: i64,
+    pub number_of_frames: Option<i64>,
+    pub patient_id: String,
+    pub issuer_of_patient_id: Option<String>,
+}
+
+impl Index {
+    /// The instances of a study (of one of its series, or one instance) that `scope` may
+    /// see, in series and instance order. Empty when there are none or they are outside
+    /// the scope: the caller cannot tell which.
+    pub async fn retrievable(
+        &self,
+        scope: Scope,
+        study_instance_uid: &str,
+        series_instance_uid: Option<&str>,
+        sop_instance_uid: Option<&str>,
+    ) -> Result<Vec<Retrievable>> {
+        let (kind, subject) = scope.binds();
+        let rows = sqlx::query(concat!(
+            "SELECT s.study_instance_uid, se.series_instance_uid, i.sop_instance_uid, \
+             i.sop_class_uid, i.transfer_syntax_uid, i.object_key, i.size_bytes, \
+             i.dataset_offset, i.number_of_frames, p.patient_id, p.issuer_of_patient_id \
+             FROM instances i JOIN series se ON se.id = i.series_ref \
+             JOIN studies s ON s.id = i.study_ref JOIN patients p ON p.id = s.patient_ref \
+             WHERE s.study_instance_uid = $1 \
+             AND ($2 IS NULL OR se.series_instance_uid = $2) \
+             AND ($3 IS NULL OR i.sop_instance_uid = $3) AND ",
+            crate::access::in_scope!("$4", "$5"),
+            " ORDER BY se.series_number, se.id, i.instance_number, i.id"
+        ))
+        .bind(study_instance_uid)
+        .bind(series_instance_uid)
+        .bind(sop_instance_uid)
+        .bind(kind)
+        .bind(subject)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Retrievable {
+                    study_instance_uid: r.try_get(0)?,
+                    series_instance_uid: r.try_get(1)?,
+                    sop_instance_uid: r.try_get(2)?,
+                    sop_class_uid: r.try_get(3)?,
+                    transfer_syntax_uid: r.try_get(4)?,
+                    object_key: r.try_get(5)?,
+                    size_bytes: r.try_get(6)?,
+                    dataset_offset: r.try_get(7)?,
+                    number_of_frames: r.try_get(8)?,
+                    patient_id: r.try_get(9)?,
+                    issuer_of_patient_id: r.try_get(10)?,
+                })
+            })
+            .collect()
     }
 }

@@ -14,6 +14,8 @@ use crate::http::*;
 use crate::per_backend;
 use crate::support::*;
 
+const MR_IMAGE: &str = "1.2.840.10008.5.1.4.1.1.4";
+
 /// What the sample files say about each study.
 #[derive(Debug, Default, Clone)]
 struct Expected {
@@ -189,6 +191,8 @@ fn qido(backend: Backend) {
         {"level": "studies", "limit": 2, "offset": 0},
         {"level": "studies", "limit": 2, "offset": 2},
         {"level": "studies", "filters": {"PatientID": "x' OR '1'='1"}},
+        {"level": "studies", "filters": {"Modality": "MR"}},
+        {"level": "series", "filters": {"SOPClassUID": MR_IMAGE}},
     ]);
     let r = dicomweb_client(port, &admin, &searches);
     let all_uids: BTreeSet<String> = all.keys().cloned().collect();
