@@ -112,6 +112,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/dicom-web/studies", get(dicomweb::qido::studies))
         .route("/dicom-web/series", get(dicomweb::qido::series))
         .route("/dicom-web/instances", get(dicomweb::qido::instances))
+        .route("/dicom-web/studies/{study}", get(dicomweb::wado::study))
+        .route(
+            "/dicom-web/studies/{study}/series/{series}",
+            get(dicomweb::wado::series),
+        )
+        .route(
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}",
+            get(dicomweb::wado::instance),
+        )
         .route(
             "/dicom-web/studies/{study}/series",
             get(dicomweb::qido::study_series),

@@ -1,8 +1,9 @@
-//! DICOMweb (PS3.18) under `/dicom-web`: [`qido`] searches. Every service authenticates
+//! DICOMweb (PS3.18) under `/dicom-web`: [`qido`] searches, [`wado`] retrieves. Every service authenticates
 //! like the rest of the API (HTTP Basic also accepted here) and reads only through the
 //! access policy.
 
 pub mod qido;
+pub mod wado;
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
