@@ -38,6 +38,8 @@ const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a new connection must stand before the first write.
+const SETTLE: Duration = Duration::from_millis(500);
 /// At shutdown, how long the last entries (the stop event) may take to go out.
 const DRAIN_AT_STOP: Duration = Duration::from_secs(5);
 
@@ -140,7 +142,6 @@ pub async fn run(index: Index, fwd: Forwarding, mut finish: watch::Receiver<bool
         };
         let failure = match connected {
             Ok(mut stream) => {
-                tracing::info!(destination = %fwd.destination, "audit trail forwarding: connected");
                 let session = Session {
                     index: &index,
                     fwd: &fwd,
@@ -188,11 +189,11 @@ async fn connect(fwd: &Forwarding) -> Result<TlsStream<TcpStream>, String> {
     )
     .await
     .map_err(|_| format!("no TLS handshake within {CONNECT_TIMEOUT:?}"))?
-    .map_err(|e| tls_failure(&e))
+    .map_err(|e| describe(&e))
 }
 
-/// What a failed handshake means, and what to check.
-fn tls_failure(e: &std::io::Error) -> String {
+/// What a connection or TLS failure means, and what to check.
+fn describe(e: &std::io::Error) -> String {
     match e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
@@ -207,8 +208,12 @@ fn tls_failure(e: &std::io::Error) -> String {
              certificate, set audit_syslog_client_cert and audit_syslog_client_key to one it \
              trusts"
         ),
-        Some(other) => format!("TLS handshake failed: {other}"),
-        None => format!("TLS handshake failed: {e}"),
+        Some(other) => format!("TLS failed: {other}"),
+        // rustls's "peer closed connection without sending TLS close_notify"
+        None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            format!("{CLOSED} (without TLS close_notify)")
+        }
+        None => format!("connection failed: {e}"),
     }
 }
 
@@ -230,6 +235,25 @@ impl Session<'_> {
         let dest = self.fwd.destination.as_str();
         let mut drain_until: Option<Instant> = None;
         let mut scratch = [0u8; 1024];
+        // In TLS 1.3 the client's handshake ends before the server has checked the client's
+        // certificate: a refusal arrives as an alert just after. Nothing is written before
+        // the connection has stood for a moment, so that a refusal cannot swallow a batch.
+        let refused = |why: String| {
+            format!(
+                "{why}, right after the TLS handshake: if the server requires a client \
+                 certificate, set audit_syslog_client_cert and audit_syslog_client_key to one \
+                 from a CA it trusts"
+            )
+        };
+        match tokio::time::timeout(SETTLE, stream.read(&mut scratch)).await {
+            Err(_) | Ok(Ok(1..)) => {}
+            Ok(Ok(0)) => return Err(refused(CLOSED.into())),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(refused(CLOSED.into()));
+            }
+            Ok(Err(e)) => return Err(describe(&e)),
+        }
+        tracing::info!(destination = %dest, "audit trail forwarding: connected");
         loop {
             if drain_until.is_some_and(|t| Instant::now() > t) {
                 tracing::warn!(destination = %dest, "stopping with audit entries not yet forwarded; they go out at the next start");
@@ -260,7 +284,7 @@ impl Session<'_> {
                     r = stream.read(&mut scratch) => match r {
                         Ok(0) => return Err(CLOSED.into()),
                         Ok(_) => {} // a syslog receiver sends nothing; ignore it
-                        Err(e) => return Err(lost(&e)),
+                        Err(e) => return Err(describe(&e)),
                     },
                 }
                 continue;
@@ -316,20 +340,11 @@ async fn closed_by_peer(stream: &mut TlsStream<TcpStream>, scratch: &mut [u8]) -
     match tokio::time::timeout(Duration::ZERO, stream.read(scratch)).await {
         Err(_) | Ok(Ok(1..)) => None,
         Ok(Ok(0)) => Some(CLOSED.into()),
-        Ok(Err(e)) => Some(lost(&e)),
+        Ok(Err(e)) => Some(describe(&e)),
     }
 }
 
 const CLOSED: &str = "the syslog server closed the connection";
-
-fn lost(e: &std::io::Error) -> String {
-    if e.kind() == std::io::ErrorKind::UnexpectedEof {
-        // rustls's "peer closed connection without sending TLS close_notify"
-        format!("{CLOSED} (without TLS close_notify)")
-    } else {
-        format!("connection lost: {e}")
-    }
-}
 
 #[cfg(test)]
 mod tests {
