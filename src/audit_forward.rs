@@ -9,9 +9,10 @@
 //! from the cursor. So an entry is sent again only when the process stops between writing
 //! it and moving the cursor (a crash). Syslog over TLS has no acknowledgement: bytes
 //! written into a connection that the server drops without reading them are lost to it.
-//! The forwarder narrows that to the moment of a write by checking, right before each
-//! batch, that the server has not closed the connection, and by noticing a close while
-//! idle at once.
+//! The forwarder narrows that to the moment of a write: it writes only on a connection
+//! that has stood for [`SETTLE`] (in TLS 1.3 a refused client certificate is announced
+//! after the client's handshake has ended), checks right before each batch that the
+//! server has not closed the connection, and notices a close while idle at once.
 //!
 //! Syslog header: `<PRI>1 TIMESTAMP HOSTNAME pacs PROCID IHE+RFC-3881 - BOM XML`, facility
 //! authpriv (10), severity notice (5) for a success and warning (4) for any failure;
