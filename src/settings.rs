@@ -180,7 +180,9 @@ impl Settings {
     /// Where and how to forward the audit trail, when `audit_syslog` is set. Checks every
     /// `audit_syslog*` setting and loads the certificates and key.
     pub fn audit_forwarding(&self) -> anyhow::Result<Option<crate::audit_forward::Forwarding>> {
-        let Some(address) = self.audit_syslog.as_deref().map(str::trim) else {
+        // An empty value (PACS_AUDIT_SYSLOG=) is unset.
+        let address = self.audit_syslog.as_deref().map(str::trim);
+        let Some(address) = address.filter(|a| !a.is_empty()) else {
             let stray = [
                 ("audit_syslog_ca", self.audit_syslog_ca.is_some()),
                 (
