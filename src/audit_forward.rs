@@ -166,6 +166,8 @@ pub async fn run(index: Index, fwd: Forwarding, mut finish: watch::Receiver<bool
             retry_in_seconds = backoff.as_secs(),
             "audit trail forwarding interrupted; the entries not yet sent stay queued in the database"
         );
+        // The backlog grows while disconnected: keep its gauge current.
+        let _ = backlog(&index, &fwd.destination).await;
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = finish.wait_for(|f| *f) => return,
@@ -205,7 +207,7 @@ fn describe(e: &std::io::Error) -> String {
              the server (audit_syslog_server_name)"
         ),
         Some(rustls::Error::AlertReceived(alert)) => format!(
-            "the syslog server ended the TLS handshake ({alert:?}); if it requires a client \
+            "the syslog server refused the TLS connection ({alert:?}); if it requires a client \
              certificate, set audit_syslog_client_cert and audit_syslog_client_key to one it \
              trusts"
         ),
@@ -324,15 +326,21 @@ impl Session<'_> {
     }
 
     async fn next_batch(&self) -> pacs_store::Result<Vec<AuditRecord>> {
-        let index = self.index;
-        let cursor = index.forward_cursor(&self.fwd.destination).await?;
-        let last = index.last_audit_id().await?;
-        metrics::gauge!("pacs_audit_forward_backlog").set((last - cursor).max(0) as f64);
-        if last <= cursor {
+        let (cursor, waiting) = backlog(self.index, &self.fwd.destination).await?;
+        if waiting == 0 {
             return Ok(Vec::new());
         }
-        index.audit_entries_after(cursor, BATCH).await
+        self.index.audit_entries_after(cursor, BATCH).await
     }
+}
+
+/// The cursor of `destination` and how many entries are after it (also as the gauge
+/// `pacs_audit_forward_backlog`).
+async fn backlog(index: &Index, destination: &str) -> pacs_store::Result<(i64, i64)> {
+    let cursor = index.forward_cursor(destination).await?;
+    let waiting = (index.last_audit_id().await? - cursor).max(0);
+    metrics::gauge!("pacs_audit_forward_backlog").set(waiting as f64);
+    Ok((cursor, waiting))
 }
 
 /// Whether the server has closed the connection (it never sends anything else): a read

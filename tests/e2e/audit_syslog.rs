@@ -540,6 +540,26 @@ fn the_audit_trail_reaches_rsyslog_in_order_and_survives_an_outage() {
     for m in &messages {
         assert!(!m.xml.contains(PASSWORD));
     }
+    // The metrics say so too (read by the administrator; not audited).
+    let session = crate::http::session_of(&ok);
+    note_secret(&session);
+    let cookie = format!("pacs_session={session}");
+    let metrics = wait_for(Duration::from_secs(20), || {
+        let r = crate::http::get(server.http_port, "/metrics", &[("Cookie", &cookie)]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+            .contains("pacs_audit_forward_backlog 0")
+            .then_some(r.body)
+    })
+    .expect("the backlog gauge falls to 0");
+    let forwarded: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("pacs_audit_forwarded_total "))
+        .expect("pacs_audit_forwarded_total")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(forwarded, last as u64, "{metrics}");
 
     // (b) rsyslog goes away: the archive keeps working and the entries wait.
     rsyslog.stop();
