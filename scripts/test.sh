@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or an old one:
-#   1. installs what the tests need when missing: dcmtk, PostgreSQL, OpenJPEG tools, curl
-#      (Debian packages), pynetdicom + pydicom + dicomweb-client (PyPI), Garage (crates.io, built once and
-#      cached in ~/.cargo/bin: ~15-20 min the first time);
+#   1. installs what the tests need when missing: dcmtk, PostgreSQL, OpenJPEG tools, curl,
+#      rsyslog with its TLS driver (Debian packages), pynetdicom + pydicom + dicomweb-client
+#      (PyPI), Garage (crates.io, built once and cached in ~/.cargo/bin: ~15-20 min the
+#      first time);
 #   2. starts a private PostgreSQL and a single-node Garage on free loopback ports;
 #   3. runs formatting and lint checks, then every test (unit, contract, end-to-end);
 #   4. stops what it started.
@@ -22,6 +23,10 @@ need_apt=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
 command -v opj_decompress >/dev/null || need_apt+=(libopenjp2-tools)
 command -v curl >/dev/null || need_apt+=(curl)
+# rsyslog with its GnuTLS driver: the syslog-over-TLS server the audit forwarding tests use.
+[[ -x /usr/sbin/rsyslogd ]] || need_apt+=(rsyslog)
+compgen -G "/usr/lib/*/rsyslog/lmnsd_gtls.so" >/dev/null || compgen -G "/usr/lib/rsyslog/lmnsd_gtls.so" >/dev/null \
+  || need_apt+=(rsyslog-gnutls)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v cc >/dev/null || need_apt+=(build-essential)

@@ -2,6 +2,7 @@
 //! Logic lives in the library crates; this binary only parses, wires and reports.
 
 mod audit_cli;
+mod audit_forward;
 mod cli;
 mod commands;
 mod serve;

@@ -19,6 +19,7 @@ pub const DEMO_CLINIC: &str = "Demo Township Clinic";
 pub const DEMO_AE_TITLE: &str = "DEMO_MODALITY";
 
 pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
+    let audit_forwarding = settings.audit_forwarding()?;
     let archive = settings
         .store()
         .open()
@@ -101,6 +102,12 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     }
     warn_about_unreachable_aes(&archive, &settings, dicom_tls_addr.is_some()).await;
     println!("pacs: HTTP       {scheme}://{http_addr}/  (health /healthz, metrics /metrics)");
+    if let Some(f) = &audit_forwarding {
+        println!(
+            "pacs: audit      forwarded to {} (syslog over TLS, IHE ATNA)",
+            f.destination
+        );
+    }
     if demo {
         let users = demo_users(&archive, &settings).await?;
         let (name, password) = &users[0];
@@ -137,6 +144,16 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             .map(|a| format!(" dicom_tls_port={}", a.port()))
             .unwrap_or_default()
     );
+
+    // The forwarder stops after the stop event is written, so that it goes out too.
+    let (finish_forwarding, forwarding_stop) = watch::channel(false);
+    let forwarder = audit_forwarding.map(|f| {
+        tokio::spawn(crate::audit_forward::run(
+            archive.index().clone(),
+            f,
+            forwarding_stop,
+        ))
+    });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -175,6 +192,10 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     // Audit trail: the application stopped (after the last store in flight).
     let event = application_event(&settings, EventType::ApplicationStop, &started);
     archive.audit_or_log(event).await;
+    let _ = finish_forwarding.send(true);
+    if let Some(f) = forwarder {
+        let _ = tokio::time::timeout(Duration::from_secs(15), f).await;
+    }
     archive.index().close().await;
     tracing::info!("stopped");
     Ok(())

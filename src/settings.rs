@@ -50,6 +50,18 @@ pub struct Settings {
     pub session_lifetime_seconds: u64,
     /// …or after this long without a request.
     pub session_idle_seconds: u64,
+
+    /// `host:port` of an IHE ATNA audit record repository: forward the audit trail there
+    /// as RFC 5424 syslog over TLS (RFC 5425). Unset: no forwarding.
+    pub audit_syslog: Option<String>,
+    /// PEM CA certificate(s) that the syslog server's certificate must chain to.
+    pub audit_syslog_ca: Option<PathBuf>,
+    /// The name the syslog server's certificate must carry (default: the host of
+    /// `audit_syslog`).
+    pub audit_syslog_server_name: Option<String>,
+    /// PEM certificate chain and private key this node authenticates itself with.
+    pub audit_syslog_client_cert: Option<PathBuf>,
+    pub audit_syslog_client_key: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -78,6 +90,11 @@ impl Default for Settings {
             http_tls_key: None,
             session_lifetime_seconds: SessionTtl::default().absolute.as_secs(),
             session_idle_seconds: SessionTtl::default().idle.as_secs(),
+            audit_syslog: None,
+            audit_syslog_ca: None,
+            audit_syslog_server_name: None,
+            audit_syslog_client_cert: None,
+            audit_syslog_client_key: None,
         }
     }
 }
@@ -105,6 +122,11 @@ const ENV_KEYS: &[&str] = &[
     "http_tls_key",
     "session_lifetime_seconds",
     "session_idle_seconds",
+    "audit_syslog",
+    "audit_syslog_ca",
+    "audit_syslog_server_name",
+    "audit_syslog_client_cert",
+    "audit_syslog_client_key",
 ];
 const S3_ENV_KEYS: &[&str] = &[
     "endpoint",
@@ -239,6 +261,82 @@ impl Settings {
         crate::tls::dicom_server_config(cert, key, self.dicom_tls_client_ca.as_deref())
             .context("invalid DICOM TLS configuration (dicom_tls_cert, dicom_tls_key, dicom_tls_client_ca)")
             .map(Some)
+    }
+
+    /// Where and how to forward the audit trail, when `audit_syslog` is set. Checks every
+    /// `audit_syslog*` setting and loads the certificates and key.
+    pub fn audit_forwarding(&self) -> anyhow::Result<Option<crate::audit_forward::Forwarding>> {
+        // An empty value (PACS_AUDIT_SYSLOG=) is unset.
+        let address = self.audit_syslog.as_deref().map(str::trim);
+        let Some(address) = address.filter(|a| !a.is_empty()) else {
+            let stray = [
+                ("audit_syslog_ca", self.audit_syslog_ca.is_some()),
+                (
+                    "audit_syslog_server_name",
+                    self.audit_syslog_server_name.is_some(),
+                ),
+                (
+                    "audit_syslog_client_cert",
+                    self.audit_syslog_client_cert.is_some(),
+                ),
+                (
+                    "audit_syslog_client_key",
+                    self.audit_syslog_client_key.is_some(),
+                ),
+            ];
+            if let Some((name, _)) = stray.iter().find(|(_, set)| *set) {
+                anyhow::bail!(
+                    "{name} is set but audit_syslog is not: set audit_syslog = \"HOST:PORT\" \
+                     (PACS_AUDIT_SYSLOG) to forward the audit trail, or remove {name}"
+                );
+            }
+            return Ok(None);
+        };
+        let (host, port) = crate::audit_forward::split_address(address).map_err(|why| {
+            anyhow::anyhow!(
+                "invalid audit_syslog {address:?}: {why}; expected HOST:PORT, e.g. \
+                 \"arr.region.example:6514\" or \"[2001:db8::5]:6514\""
+            )
+        })?;
+        let ca = self.audit_syslog_ca.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "audit_syslog needs audit_syslog_ca (PACS_AUDIT_SYSLOG_CA): the PEM file of the \
+                 CA that signed the syslog server's certificate (the audit trail is forwarded \
+                 over TLS only)"
+            )
+        })?;
+        let client = match (
+            &self.audit_syslog_client_cert,
+            &self.audit_syslog_client_key,
+        ) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            (None, None) => None,
+            _ => anyhow::bail!(
+                "a client certificate for audit_syslog needs both audit_syslog_client_cert and \
+                 audit_syslog_client_key (PEM files), or neither"
+            ),
+        };
+        let name = self
+            .audit_syslog_server_name
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or(host.as_str());
+        let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).map_err(|_| {
+            anyhow::anyhow!(
+                "{name:?} is neither a DNS name nor an IP address: set audit_syslog_server_name \
+                 to the name in the syslog server's certificate"
+            )
+        })?;
+        let tls =
+            crate::tls::client_config(ca, client).context("cannot set up TLS for audit_syslog")?;
+        Ok(Some(crate::audit_forward::Forwarding {
+            destination: address.to_owned(),
+            host,
+            port,
+            server_name,
+            tls,
+            audit_source_id: self.ae_title.clone(),
+        }))
     }
 
     pub fn store(&self) -> StoreConfig {

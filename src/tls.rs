@@ -1,8 +1,8 @@
 //! TLS configuration shared by the adapters: certificates and keys loaded once here, in the
 //! composition root, and handed to the HTTP server and the DICOM TLS listener as rustls
-//! `ServerConfig`s.
+//! `ServerConfig`s, and to the audit forwarder (syslog over TLS) as a `ClientConfig`.
 //!
-//! Both follow BCP 195 (RFC 9325) through rustls's safe defaults: TLS 1.2 and 1.3 only,
+//! All follow BCP 195 (RFC 9325) through rustls's safe defaults: TLS 1.2 and 1.3 only,
 //! ECDHE key exchange, AEAD suites only (AES-GCM, ChaCha20-Poly1305); no renegotiation, no
 //! compression. That is also what DICOM's BCP 195 TLS profiles (PS3.15 B.9–B.11) ask.
 
@@ -39,14 +39,8 @@ fn build(
     client_ca: Option<&Path>,
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let certs = read_certificates(cert, "certificate")?;
-    let key = PrivateKeyDer::from_pem_file(key).with_context(|| {
-        format!(
-            "cannot read a PEM private key from {} (expected a -----BEGIN PRIVATE KEY----- \
-             block, unencrypted)",
-            key.display()
-        )
-    })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = load_key(key)?;
+    let provider = provider();
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?;
@@ -92,4 +86,58 @@ fn read_certificates(path: &Path, what: &str) -> anyhow::Result<Vec<CertificateD
         path.display()
     );
     Ok(certs)
+}
+
+/// A client configuration that trusts only the CA certificates of `ca` (PEM; not the
+/// system's store: an audit repository is a known node, vouched for by the region's own
+/// CA) and, with `client`, presents that certificate chain and key (ATNA node
+/// authentication). Same protocol versions and suites as the server.
+pub fn client_config(
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in read_certificates(ca, "CA")? {
+        roots.add(cert).with_context(|| {
+            format!(
+                "{} holds a certificate that is not a usable CA",
+                ca.display()
+            )
+        })?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                read_certificates(cert, "client certificate")?,
+                load_key(key)?,
+            )
+            .with_context(|| {
+                format!(
+                    "the client certificate {} and the private key {} do not go together",
+                    cert.display(),
+                    key.display()
+                )
+            })?,
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The private key of a PEM file. Its content never reaches a message.
+fn load_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_file(path).with_context(|| {
+        format!(
+            "cannot read a PEM private key from {} (expected a -----BEGIN PRIVATE KEY----- \
+             block, unencrypted)",
+            path.display()
+        )
+    })
 }

@@ -632,8 +632,9 @@ macro_rules! audit_columns {
          sop_instance_uids, detail, prev_hash, hash"
     };
 }
+pub(crate) use audit_columns;
 
-fn record_from_row(r: &AnyRow) -> Result<AuditRecord> {
+pub(crate) fn record_from_row(r: &AnyRow) -> Result<AuditRecord> {
     Ok(AuditRecord {
         id: r.try_get(0)?,
         occurred_at: r.try_get(1)?,

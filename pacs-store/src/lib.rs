@@ -16,6 +16,8 @@
 //! - [`config`]: [`config::StoreConfig`] and how to open an [`archive::Archive`] from it.
 //! - [`access`]: the access policy — which studies a principal or AE may see, and what
 //!   else it may do. Every adapter reads patient data through it.
+//! - [`audit`]: the audit trail (PS3.15 events, hash-chained); [`audit_message`]: an
+//!   entry as a DICOM Audit Message (ATNA XML); [`audit_forwarding`]: forwarding cursors.
 //! - [`admin`]: audited administration (users, tokens, assignments) for the CLI and the API.
 //! - [`ae_title`]: the [`ae_title::AeTitle`] newtype; [`error`]: [`StoreError`].
 
@@ -24,6 +26,8 @@ pub mod admin;
 pub mod ae_title;
 pub mod archive;
 pub mod audit;
+pub mod audit_forwarding;
+pub mod audit_message;
 pub mod charset;
 pub mod check;
 pub mod config;

@@ -11,6 +11,7 @@ mod support;
 mod access;
 mod admin_api;
 mod audit;
+mod audit_syslog;
 mod bad_input;
 mod cli;
 mod dicom_tls;
