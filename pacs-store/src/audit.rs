@@ -49,7 +49,8 @@
 //! elsewhere (a ticket, a printout, another system) can later run
 //! `pacs audit verify --anchor ID:HASH`, which fails if entry ID is gone or has another hash
 //! (this also catches a chain rewritten and re-hashed from before the anchor). Entries
-//! forwarded off the machine (syslog, later) anchor it the same way. Rewriting the whole
+//! forwarded off the machine (`audit_syslog`: each message carries its entry's id and hash)
+//! anchor it the same way. Rewriting the whole
 //! chain after the last anchor is always possible for whoever can write the database.
 
 use std::fmt;
