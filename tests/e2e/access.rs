@@ -279,6 +279,22 @@ fn access_matrix(backend: Backend) {
                 assert_eq!(n > 0, u.sees.contains(&uid), "{who}: QIDO {uid}/{level}");
             }
         }
+        // WADO-RS retrieve: the same scope, and the same 404 for a guessed UID.
+        for uid in studies {
+            let accept = "multipart/related; type=\"application/dicom\"; transfer-syntax=*";
+            let r = get(
+                port,
+                &format!("/dicom-web/studies/{uid}"),
+                &[h[0], ("Accept", accept)],
+            );
+            if u.sees.contains(&uid) {
+                r.expect(200, &format!("{who} WADO {uid}"));
+                assert_eq!(multipart_parts(&r).len(), 1, "{who} WADO {uid}");
+            } else {
+                r.expect(404, &format!("{who} WADO {uid}"));
+                assert_eq!(r.body, r#"{"error":"no such study"}"#, "{who} {uid}");
+            }
+        }
         let r = get(port, "/dicom-web/instances?PatientID=P-100", &h);
         r.expect(200, &who);
         let p100 = u.sees.iter().filter(|s| **s != SOUTH_OTHER).count();
@@ -417,6 +433,7 @@ fn access_matrix(backend: Backend) {
         "/dicom-web/series",
         "/dicom-web/instances",
         &format!("/dicom-web/studies/{NORTH_STUDY}/series"),
+        &format!("/dicom-web/studies/{NORTH_STUDY}"),
         &format!("/api/studies/{NORTH_STUDY}"),
         &format!("/api/studies/{GUESSED}"),
         "/api/me",

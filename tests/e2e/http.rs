@@ -12,7 +12,10 @@ use crate::support::note_secret;
 pub struct Resp {
     pub status: u16,
     pub head: String,
+    /// The body as text (lossy).
     pub body: String,
+    /// The body's bytes (chunked transfer coding removed).
+    pub raw: Vec<u8>,
 }
 
 impl Resp {
@@ -73,8 +76,18 @@ pub fn send_raw(port: u16, request: &[u8]) -> Resp {
             Err(e) => panic!("no answer: {e}"),
         }
     }
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(buf.len());
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let mut raw = buf.get(split + 4..).unwrap_or_default().to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        raw = dechunk(&raw);
+    }
     let status = head
         .split_whitespace()
         .nth(1)
@@ -82,11 +95,67 @@ pub fn send_raw(port: u16, request: &[u8]) -> Resp {
         .unwrap_or_else(|| panic!("no status line in {head:?}"));
     let resp = Resp {
         status,
-        head: head.to_owned(),
-        body: body.to_owned(),
+        body: String::from_utf8_lossy(&raw).into_owned(),
+        head,
+        raw,
     };
     note_secrets_given(&resp);
     resp
+}
+
+/// A `Transfer-Encoding: chunked` body decoded; panics on a malformed one (the test
+/// should see that).
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line = b
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size_text = std::str::from_utf8(&b[..line]).unwrap();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+            .unwrap_or_else(|_| panic!("bad chunk size {size_text:?}"));
+        b = &b[line + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[..size]);
+        b = &b[size + 2..];
+    }
+}
+
+/// The parts of a `multipart/related` answer: (headers, body) each.
+pub fn multipart_parts(r: &Resp) -> Vec<(String, Vec<u8>)> {
+    let ct = r.headers("content-type").join(",");
+    let boundary = ct
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+        .unwrap_or_else(|| panic!("no boundary in {ct}"))
+        .trim_matches('"')
+        .to_owned();
+    let delimiter = format!("--{boundary}");
+    let d = delimiter.as_bytes();
+    let mut parts = Vec::new();
+    let mut rest = &r.raw[..];
+    // Up to the first delimiter: preamble.
+    let start = find(rest, d).expect("first boundary");
+    rest = &rest[start + d.len()..];
+    loop {
+        if rest.starts_with(b"--") {
+            return parts;
+        }
+        rest = rest.strip_prefix(b"\r\n").expect("CRLF after the boundary");
+        let head_end = find(rest, b"\r\n\r\n").expect("part headers");
+        let headers = String::from_utf8_lossy(&rest[..head_end]).into_owned();
+        rest = &rest[head_end + 4..];
+        let next = find(rest, format!("\r\n{delimiter}").as_bytes()).expect("next boundary");
+        parts.push((headers, rest[..next].to_vec()));
+        rest = &rest[next + 2 + d.len()..];
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Notes every credential the server hands out (session cookies, CSRF tokens, API tokens)

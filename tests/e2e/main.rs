@@ -20,6 +20,7 @@ mod https;
 mod qido;
 mod store;
 mod users;
+mod wado;
 
 /// Declares a module `name` with tests `sqlite_files` and `postgres_s3` calling
 /// `name(Backend)`.

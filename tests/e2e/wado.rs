@@ -1,0 +1,321 @@
+//! WADO-RS retrieve against the real binary: every sample study back as stored and
+//! byte-identical (plain HTTP, multipart parsed here) and through dicomweb-client; the
+//! default transfer syntax (Explicit VR Little Endian) with uncompressed objects transcoded
+//! and compressed ones refused with 406; scope, bad requests and the audit trail.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
+
+use pacs_store::users::{Role, Username};
+use serde_json::Value;
+
+use crate::http::*;
+use crate::per_backend;
+use crate::support::*;
+
+const ALL_AS_STORED: &str = "multipart/related; type=\"application/dicom\"; transfer-syntax=*";
+
+/// (study, series, SOP instance UID, transfer syntax) of a sample file.
+fn identity(path: &PathBuf) -> (String, String, String, String) {
+    let mut f = std::fs::File::open(path).unwrap();
+    let meta = pacs_store::header::read_file_meta(&mut f).unwrap();
+    let a = pacs_store::header::scan_complete_file(
+        std::fs::File::open(path).unwrap(),
+        meta.dataset_offset,
+        &meta.transfer_syntax_uid,
+    )
+    .unwrap();
+    (
+        a.study_instance_uid,
+        a.series_instance_uid,
+        a.sop_instance_uid,
+        meta.transfer_syntax_uid,
+    )
+}
+
+/// The SOP Instance UID and transfer syntax a part's own file meta declares.
+fn part_identity(body: &[u8]) -> (String, String) {
+    let meta = pacs_store::header::read_file_meta(&mut std::io::Cursor::new(body))
+        .expect("a Part 10 object in each part");
+    (
+        meta.media_storage_sop_instance_uid,
+        meta.transfer_syntax_uid,
+    )
+}
+
+fn peer(args: &[&str], token: &str) -> Vec<Value> {
+    let mut c = Command::new("python3");
+    c.arg(repo_root().join("tests/peers/wado.py"))
+        .args(args)
+        .env("PACS_TOKEN", token);
+    let out = run_bounded(c, std::time::Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "wado.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn wado(backend: Backend) {
+    let archive = TestArchive::new(backend);
+    archive.add_clinic("Clinic A", "CLINIC_A_AE", None);
+    archive.add_clinic("Clinic B", "CLINIC_B_AE", None);
+    let files = sample_files();
+    let (b_files, a_files): (Vec<PathBuf>, Vec<PathBuf>) = files
+        .iter()
+        .cloned()
+        .partition(|f| f.file_name().unwrap().to_string_lossy().starts_with("sc_"));
+    for (clinic, list) in [("Clinic A", &a_files), ("Clinic B", &b_files)] {
+        let mut args = vec!["import", "--quiet", "--clinic", clinic];
+        let paths: Vec<String> = list.iter().map(|p| p.display().to_string()).collect();
+        args.extend(paths.iter().map(String::as_str));
+        archive.pacs_ok(&args);
+    }
+    let tokens = runtime().block_on(async {
+        let a = archive.open().await;
+        let mut tokens = Vec::new();
+        note_secret("wado test passphrase 4321");
+        let pw = pacs_store::users::Password::parse("wado test passphrase 4321").unwrap();
+        for (name, role, clinic) in [
+            ("boss", Role::Admin, None),
+            ("svc-b", Role::Service, Some("Clinic B")),
+        ] {
+            let u = Username::parse(name).unwrap();
+            a.index()
+                .create_user(&u, role, clinic, &[], (role == Role::Admin).then_some(&pw))
+                .await
+                .unwrap();
+            let t = a.index().create_token(&u, "wado", None).await.unwrap();
+            note_secret(&t.secret);
+            tokens.push(t.secret);
+        }
+        a.index().close().await;
+        tokens
+    });
+    let server = archive.start();
+    let port = server.http_port;
+    let bearer = format!("Bearer {}", tokens[0]);
+    let h = |accept: &'static str| [("Authorization", bearer.clone()), ("Accept", accept.into())];
+
+    // study → (series → instances), instance → (file, transfer syntax).
+    let mut studies: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    let mut by_sop: BTreeMap<String, (PathBuf, String)> = BTreeMap::new();
+    for f in &files {
+        let (study, series, sop, ts) = identity(f);
+        studies
+            .entry(study)
+            .or_default()
+            .entry(series)
+            .or_default()
+            .insert(sop.clone());
+        by_sop.insert(sop, (f.clone(), ts));
+    }
+
+    // Every study, as stored: each part byte-identical to the stored object.
+    for (study, series) in &studies {
+        let hh = h(ALL_AS_STORED);
+        let hr: Vec<(&str, &str)> = hh.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = get(port, &format!("/dicom-web/studies/{study}"), &hr);
+        r.expect(200, study);
+        assert!(
+            r.headers("content-type")[0]
+                .starts_with("multipart/related; type=\"application/dicom\"")
+        );
+        let parts = multipart_parts(&r);
+        let expected: BTreeSet<&String> = series.values().flatten().collect();
+        assert_eq!(parts.len(), expected.len(), "{study}");
+        for (headers, body) in &parts {
+            let (sop, ts) = part_identity(body);
+            assert!(expected.contains(&sop), "{sop} not of {study}");
+            assert!(
+                headers.contains(&format!("transfer-syntax={ts}")),
+                "{headers}"
+            );
+            let stored = archive.stored(&sop).expect("stored");
+            assert!(
+                stored.whole == *body,
+                "{sop}: retrieved bytes differ from stored"
+            );
+            assert_eq!(ts, by_sop[&sop].1, "as stored");
+        }
+    }
+
+    // Series and instance level.
+    let (study, series) = studies
+        .iter()
+        .find(|(_, s)| s.values().any(|i| i.len() > 1))
+        .unwrap();
+    let (series_uid, instances) = series.iter().find(|(_, i)| i.len() > 1).unwrap();
+    let hh = h(ALL_AS_STORED);
+    let hr: Vec<(&str, &str)> = hh.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = get(
+        port,
+        &format!("/dicom-web/studies/{study}/series/{series_uid}"),
+        &hr,
+    );
+    r.expect(200, "series");
+    let got: BTreeSet<String> = multipart_parts(&r)
+        .iter()
+        .map(|(_, b)| part_identity(b).0)
+        .collect();
+    assert_eq!(&got, instances);
+    let one = instances.iter().next().unwrap();
+    let r = get(
+        port,
+        &format!("/dicom-web/studies/{study}/series/{series_uid}/instances/{one}"),
+        &hr,
+    );
+    r.expect(200, "instance");
+    assert_eq!(multipart_parts(&r).len(), 1);
+
+    // The default syntax: Explicit VR Little Endian. Stored so: as stored; big endian and
+    // implicit VR: transcoded; JPEG: 406 with what to ask for.
+    for (name, outcome) in [
+        ("ct_01.dcm", "as stored"),
+        ("cr_big_endian.dcm", "transcoded"),
+        ("sc_rgb_implicit.dcm", "transcoded"),
+        ("cr_jpeg_baseline.dcm", "refused"),
+    ] {
+        let f = files.iter().find(|f| f.ends_with(name)).unwrap();
+        let (study, series, sop, _) = identity(f);
+        let path = format!("/dicom-web/studies/{study}/series/{series}/instances/{sop}");
+        for accept in [
+            "multipart/related; type=\"application/dicom\"",
+            "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.1",
+        ] {
+            let r = get(
+                port,
+                &path,
+                &[("Authorization", bearer.as_str()), ("Accept", accept)],
+            );
+            match outcome {
+                "refused" => {
+                    r.expect(406, name);
+                    assert!(r.error().contains("transfer-syntax=*"), "{}", r.error());
+                }
+                _ => {
+                    r.expect(200, name);
+                    let parts = multipart_parts(&r);
+                    let (got_sop, ts) = part_identity(&parts[0].1);
+                    assert_eq!(
+                        (got_sop.as_str(), ts.as_str()),
+                        (sop.as_str(), "1.2.840.10008.1.2.1")
+                    );
+                    let stored = archive.stored(&sop).unwrap();
+                    assert_eq!(
+                        stored.whole == parts[0].1,
+                        outcome == "as stored",
+                        "{name}: {outcome}"
+                    );
+                    if outcome == "transcoded" {
+                        // Same data set, other encoding: the scanner reads the same identity.
+                        let tmp = archive.data_dir().join(format!("transcoded-{name}"));
+                        std::fs::write(&tmp, &parts[0].1).unwrap();
+                        let (s2, se2, sop2, ts2) = identity(&tmp);
+                        assert_eq!(
+                            (s2, se2, sop2, ts2.as_str()),
+                            (
+                                study.clone(),
+                                series.clone(),
+                                sop.clone(),
+                                "1.2.840.10008.1.2.1"
+                            )
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    // dicomweb-client retrieves a study with a JPEG-LS series as stored: same instances,
+    // same pixel data as the files.
+    let f = files
+        .iter()
+        .find(|f| f.ends_with("mr_jpegls_01.dcm"))
+        .unwrap();
+    let (mr_study, ..) = identity(f);
+    let base = format!("http://127.0.0.1:{port}/dicom-web");
+    let mut got: Vec<Value> = peer(&["retrieve", &base, &mr_study], &tokens[0]);
+    let in_study: Vec<String> = studies[&mr_study]
+        .values()
+        .flatten()
+        .map(|sop| by_sop[sop].0.display().to_string())
+        .collect();
+    let mut args = vec!["local"];
+    args.extend(in_study.iter().map(String::as_str));
+    let mut want = peer(&args, &tokens[0]);
+    let key = |v: &Value| v["sop"].as_str().unwrap().to_owned();
+    got.sort_by_key(key);
+    want.sort_by_key(key);
+    assert_eq!(got, want);
+
+    // Scope and bad requests.
+    let svc = format!("Bearer {}", tokens[1]);
+    let r = get(
+        port,
+        &format!("/dicom-web/studies/{mr_study}"),
+        &[("Authorization", svc.as_str()), ("Accept", ALL_AS_STORED)],
+    );
+    r.expect(404, "another clinic's study");
+    assert_eq!(r.error(), "no such study");
+    let sc = files
+        .iter()
+        .find(|f| f.ends_with("sc_rgb_implicit.dcm"))
+        .unwrap();
+    let (sc_study, ..) = identity(sc);
+    get(
+        port,
+        &format!("/dicom-web/studies/{sc_study}"),
+        &[("Authorization", svc.as_str()), ("Accept", ALL_AS_STORED)],
+    )
+    .expect(200, "own clinic's study");
+    for (path, accept, status) in [
+        ("/dicom-web/studies/1.2.3.4.5.6.7", ALL_AS_STORED, 404),
+        ("/dicom-web/studies/..%2F..%2Fetc", ALL_AS_STORED, 400),
+        ("/dicom-web/studies/1.2'3", ALL_AS_STORED, 400),
+        (
+            &format!("/dicom-web/studies/{mr_study}"),
+            "application/json",
+            406,
+        ),
+        (
+            &format!("/dicom-web/studies/{mr_study}"),
+            "multipart/related; type=\"image/jpeg\"",
+            406,
+        ),
+        (
+            &format!("/dicom-web/studies/{mr_study}"),
+            "multipart/related; type=\"application/dicom\"; transfer-syntax=x'",
+            400,
+        ),
+    ] {
+        let r = get(
+            port,
+            path,
+            &[("Authorization", bearer.as_str()), ("Accept", accept)],
+        );
+        r.expect(status, &format!("{path} {accept}"));
+    }
+
+    // Audit: each retrieve is one 110104 event (action R) with its instances.
+    let out = archive.pacs_ok(&[
+        "audit", "search", "--user", "svc-b", "--event", "110104", "--json",
+    ]);
+    let events: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(events.len(), 2, "{out}");
+    let ok = events.iter().find(|e| e["outcome"] == 0).unwrap();
+    assert_eq!(ok["action"], "R");
+    assert_eq!(ok["study_instance_uid"], sc_study.as_str());
+    assert_eq!(ok["instance_count"], 1);
+    let refused = events.iter().find(|e| e["outcome"] == 4).unwrap();
+    assert_eq!(refused["study_instance_uid"], mr_study.as_str());
+    drop(server);
+}
+
+per_backend!(wado);
