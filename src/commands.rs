@@ -201,6 +201,7 @@ async fn import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCod
                 clinic_id: Some(c.id),
                 clinic_name: Some(c.name),
                 ae_title: None,
+                uploader: None,
             }
         }
     };

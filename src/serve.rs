@@ -379,6 +379,7 @@ async fn load_demo(archive: &Archive, settings: &Settings, dicom_port: u16) -> a
         clinic_id: Some(reg.clinic_id),
         clinic_name: Some(reg.clinic_name.clone()),
         ae_title: Some(DEMO_AE_TITLE.into()),
+        uploader: None,
     };
     let s =
         crate::commands::import_paths(archive, std::slice::from_ref(&dir), &source, true).await?;

@@ -56,6 +56,7 @@ where
         clinic_id: Some(assoc.clinic_id),
         clinic_name: Some(assoc.clinic_name.clone()),
         ae_title: Some(assoc.calling_ae.clone()),
+        uploader: None,
     };
     let mut state = State::Idle;
     loop {
@@ -305,6 +306,7 @@ fn open_store_sink(
         sop_class_uid: class,
         sop_instance_uid: instance,
         transfer_syntax_uid: context.transfer_syntax.clone(),
+        study_instance_uid: None,
     };
     match tokio::task::block_in_place(|| archive.stage_network(&declared, Some(&assoc.calling_ae)))
     {

@@ -102,6 +102,8 @@ pub enum Capability {
     ReadAuditTrail,
     /// Read the Prometheus metrics (no patient data).
     ReadMetrics,
+    /// Upload objects over HTTP (STOW-RS), for the uploader's clinic.
+    Store,
 }
 
 impl Capability {
@@ -110,6 +112,7 @@ impl Capability {
             Capability::Administer => "administering users, clinics and AE titles",
             Capability::ReadAuditTrail => "reading the audit trail",
             Capability::ReadMetrics => "reading metrics",
+            Capability::Store => "uploading DICOM objects",
         }
     }
 }
@@ -119,6 +122,13 @@ pub fn may(principal: &Principal, capability: Capability) -> bool {
     match capability {
         Capability::Administer | Capability::ReadAuditTrail => principal.role == Role::Admin,
         Capability::ReadMetrics => matches!(principal.role, Role::Admin | Role::Service),
+        // Township doctors and clinic machines send their clinic's images; administrators
+        // may load anything. Clinicians read results; radiologists report.
+        Capability::Store => match principal.role {
+            Role::Admin | Role::TownshipDoctor => true,
+            Role::Service => principal.clinic_id.is_some(),
+            Role::Radiologist | Role::Clinician => false,
+        },
     }
 }
 

@@ -37,6 +37,8 @@ pub struct Source {
     pub clinic_id: Option<i64>,
     pub clinic_name: Option<String>,
     pub ae_title: Option<String>,
+    /// The user who uploaded it over HTTP (STOW-RS): (username, role).
+    pub uploader: Option<(String, String)>,
 }
 
 /// What the sender declared about the object (the C-STORE command, or the file meta).
@@ -45,6 +47,9 @@ pub struct Declared {
     pub sop_class_uid: String,
     pub sop_instance_uid: String,
     pub transfer_syntax_uid: String,
+    /// The study the object must belong to, when the sender named one (STOW-RS to
+    /// `/studies/{study}`): another study is refused as not matching.
+    pub study_instance_uid: Option<String>,
 }
 
 /// The result of a successful ingest.
@@ -286,6 +291,16 @@ impl Archive {
                 attrs.sop_instance_uid, d.sop_instance_uid
             )));
         }
+        if let Some(study) = d
+            .study_instance_uid
+            .as_ref()
+            .filter(|s| **s != attrs.study_instance_uid)
+        {
+            return Err(IngestError::DoesNotMatch(format!(
+                "the instance belongs to study {}, not to study {study} it was sent to",
+                attrs.study_instance_uid
+            )));
+        }
         let hash = staged.hasher.finalize().to_hex().to_string();
         let outcome = self.archive_checked(staged, attrs, hash, source).await;
         metrics::histogram!("pacs_ingest_seconds").record(started.elapsed().as_secs_f64());
@@ -433,6 +448,7 @@ impl Archive {
                     sop_class_uid: meta.media_storage_sop_class_uid.clone(),
                     sop_instance_uid: meta.media_storage_sop_instance_uid.clone(),
                     transfer_syntax_uid: meta.transfer_syntax_uid.clone(),
+                    study_instance_uid: None,
                 },
             )?;
             let mut buf = vec![0u8; 256 * 1024];
@@ -459,9 +475,12 @@ impl Archive {
 /// How an object reached the archive, which decides its audit event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
-    /// Over the DICOM network (C-STORE; STOW-RS later) from `peer`: 110104 DICOM Instances
-    /// Transferred, by the sending AE.
+    /// Over the DICOM network (C-STORE) from `peer`: 110104 DICOM Instances Transferred,
+    /// by the sending AE.
     Network { peer: Option<IpAddr> },
+    /// Uploaded over HTTP (STOW-RS) from `peer`: 110104 DICOM Instances Transferred, by
+    /// the uploading user ([`Source::uploader`]).
+    Web { peer: Option<IpAddr> },
     /// Read from files by a local command (`pacs import`, the demo load, `pacs check
     /// --repair`): 110107 Import, by the local operator.
     Files,
@@ -551,6 +570,17 @@ impl Archive {
                 .with_ip(peer),
                 String::new(),
             ),
+            Channel::Web { peer } => {
+                let (user, role) = source
+                    .uploader
+                    .clone()
+                    .unwrap_or_else(|| ("unknown user".into(), "user".into()));
+                (
+                    AuditEvent::new(EventId::InstancesTransferred, Action::Create, user, role)
+                        .with_ip(peer),
+                    "STOW-RS; ".to_owned(),
+                )
+            }
             Channel::Files => (
                 AuditEvent::new(
                     EventId::Import,

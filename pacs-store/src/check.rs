@@ -158,6 +158,7 @@ async fn reindex_orphan(
             clinic_id: Some(reg.clinic_id),
             clinic_name: Some(reg.clinic_name),
             ae_title: Some(ae.to_string()),
+            uploader: None,
         };
     }
     let outcome = archive.import_file(&tmp, &source).await;

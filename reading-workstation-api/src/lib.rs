@@ -109,10 +109,20 @@ pub fn router(state: ApiState) -> Router {
             put(admin::update_ae).delete(admin::remove_ae),
         )
         .route("/dicom-web/", get(auth::dicom_web_root))
-        .route("/dicom-web/studies", get(dicomweb::qido::studies))
+        .route(
+            "/dicom-web/studies",
+            get(dicomweb::qido::studies)
+                .post(dicomweb::stow::store)
+                .layer(DefaultBodyLimit::disable()),
+        )
         .route("/dicom-web/series", get(dicomweb::qido::series))
         .route("/dicom-web/instances", get(dicomweb::qido::instances))
-        .route("/dicom-web/studies/{study}", get(dicomweb::wado::study))
+        .route(
+            "/dicom-web/studies/{study}",
+            get(dicomweb::wado::study)
+                .post(dicomweb::stow::store_in_study)
+                .layer(DefaultBodyLimit::disable()),
+        )
         .route(
             "/dicom-web/studies/{study}/series/{series}",
             get(dicomweb::wado::series),

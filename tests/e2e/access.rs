@@ -321,6 +321,18 @@ fn access_matrix(backend: Backend) {
             r.body
         );
 
+        // STOW-RS: administrators, township doctors and clinic machines may upload (an
+        // empty body here: 400 for them, 403 for the others, nothing stored).
+        let stow = format!(
+            "POST /dicom-web/studies HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Authorization: {}\r\nContent-Type: multipart/related; type=\"application/dicom\"; \
+             boundary=b\r\nContent-Length: 6\r\n\r\n--b--\r\n",
+            tokens[i]
+        );
+        let may_store = matches!(u.name, "boss" | "ndoc" | "nsvc");
+        send_raw(port, stow.as_bytes())
+            .expect(if may_store { 400 } else { 403 }, &format!("{who} STOW"));
+
         // Routes every authenticated caller may use.
         for path in ["/api/me", "/api/openapi.json", "/dicom-web/"] {
             get(port, path, &h).expect(200, &format!("{who} {path}"));
@@ -485,8 +497,8 @@ fn access_matrix(backend: Backend) {
     let alerts = audit("user=sclin&event=110113");
     assert_eq!(
         alerts.len(),
-        18,
-        "5 admin GETs, /metrics, 12 changes: {alerts:#?}"
+        19,
+        "5 admin GETs, /metrics, STOW, 12 changes: {alerts:#?}"
     );
     assert!(alerts.iter().all(|e| e["outcome"] == 4));
     // 4 study lists over the JSON API, 10 QIDO-RS searches (studies, 4 × series and

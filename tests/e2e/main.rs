@@ -19,6 +19,7 @@ mod http_auth;
 mod https;
 mod qido;
 mod store;
+mod stow;
 mod users;
 mod wado;
 

@@ -1,8 +1,10 @@
-//! DICOMweb (PS3.18) under `/dicom-web`: [`qido`] searches, [`wado`] retrieves. Every service authenticates
+//! DICOMweb (PS3.18) under `/dicom-web`: [`qido`] searches, [`wado`] retrieves,
+//! [`stow`] uploads. Every service authenticates
 //! like the rest of the API (HTTP Basic also accepted here) and reads only through the
 //! access policy.
 
 pub mod qido;
+pub mod stow;
 pub mod wado;
 
 use axum::http::{HeaderMap, StatusCode, header};
