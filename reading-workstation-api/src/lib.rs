@@ -116,6 +116,7 @@ pub fn router(state: ApiState) -> Router {
                 .layer(DefaultBodyLimit::disable()),
         )
         .route("/dicom-web/series", get(dicomweb::qido::series))
+        .route("/dicom-web/wado", get(dicomweb::wado_uri::get))
         .route("/dicom-web/instances", get(dicomweb::qido::instances))
         .route(
             "/dicom-web/studies/{study}",

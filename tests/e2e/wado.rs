@@ -303,12 +303,48 @@ fn wado(backend: Backend) {
         r.expect(status, &format!("{path} {accept}"));
     }
 
+    // WADO-URI: one object per request, as stored.
+    let f = files
+        .iter()
+        .find(|f| f.ends_with("cr_big_endian.dcm"))
+        .unwrap();
+    let (st, se, sop, _) = identity(f);
+    let uri =
+        format!("/dicom-web/wado?requestType=WADO&studyUID={st}&seriesUID={se}&objectUID={sop}");
+    let r = get(port, &uri, &[("Authorization", bearer.as_str())]);
+    r.expect(200, "WADO-URI");
+    assert_eq!(r.headers("content-type"), ["application/dicom"]);
+    assert!(
+        archive.stored(&sop).unwrap().whole == r.raw,
+        "WADO-URI as stored"
+    );
+    let r = get(
+        port,
+        &format!("{uri}&contentType=application/dicom&transferSyntax=1.2.840.10008.1.2.1"),
+        &[("Authorization", bearer.as_str())],
+    );
+    r.expect(200, "WADO-URI transcoded");
+    assert_eq!(
+        part_identity(&r.raw),
+        (sop.clone(), "1.2.840.10008.1.2.1".to_owned())
+    );
+    for (query, status) in [
+        (format!("{uri}&contentType=image/jpeg"), 406),
+        (uri.replace("requestType=WADO", "requestType=XYZ"), 400),
+        (uri.replace(&format!("&objectUID={sop}"), ""), 400),
+        (uri.replace(&sop, "1.2.3.4.5"), 404),
+        (uri.replace(&sop, "1.2.3.4.5'--"), 400),
+    ] {
+        get(port, &query, &[("Authorization", bearer.as_str())]).expect(status, &query);
+    }
+    get(port, &uri, &[("Authorization", svc.as_str())]).expect(404, "WADO-URI, other clinic");
+
     // Audit: each retrieve is one 110104 event (action R) with its instances.
     let out = archive.pacs_ok(&[
         "audit", "search", "--user", "svc-b", "--event", "110104", "--json",
     ]);
     let events: Vec<Value> = serde_json::from_str(&out).unwrap();
-    assert_eq!(events.len(), 2, "{out}");
+    assert_eq!(events.len(), 3, "{out}");
     let ok = events.iter().find(|e| e["outcome"] == 0).unwrap();
     assert_eq!(ok["action"], "R");
     assert_eq!(ok["study_instance_uid"], sc_study.as_str());

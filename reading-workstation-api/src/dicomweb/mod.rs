@@ -1,11 +1,12 @@
 //! DICOMweb (PS3.18) under `/dicom-web`: [`qido`] searches, [`wado`] retrieves,
-//! [`stow`] uploads. Every service authenticates
+//! [`stow`] uploads, [`wado_uri`] single objects for older clients. Every service authenticates
 //! like the rest of the API (HTTP Basic also accepted here) and reads only through the
 //! access policy.
 
 pub mod qido;
 pub mod stow;
 pub mod wado;
+pub mod wado_uri;
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -281,7 +281,7 @@ fn is_attribute_id(s: &str) -> bool {
 }
 
 /// `application/x-www-form-urlencoded` pairs, percent-decoded; malformed → 400.
-fn form_urlencoded(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
+pub(crate) fn form_urlencoded(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
     let mut out = Vec::new();
     for pair in raw.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));

@@ -248,7 +248,7 @@ pub fn is_native(ts: &str) -> bool {
 }
 
 /// The Part 10 object re-encoded in Explicit VR Little Endian.
-fn to_explicit_le(part10: &[u8]) -> std::io::Result<Vec<u8>> {
+pub(crate) fn to_explicit_le(part10: &[u8]) -> std::io::Result<Vec<u8>> {
     use dicom_object::OpenFileOptions;
     use dicom_object::file::ReadPreamble;
     let body = part10
