@@ -210,6 +210,28 @@ impl<S: Transport> PduStream<S> {
         Ok(())
     }
 
+    /// Sends a data set (after its command), split into PDUs the peer accepts.
+    pub async fn send_data(&mut self, pc_id: u8, data: Vec<u8>) -> Result<(), LinkError> {
+        let max = match self.peer_max_pdu {
+            0 => usize::MAX,
+            n => (n as usize).saturating_sub(6).max(64),
+        };
+        let chunks: Vec<&[u8]> = data.chunks(max).collect();
+        let last = chunks.len().saturating_sub(1);
+        for (i, chunk) in chunks.iter().enumerate() {
+            self.write(&Pdu::PData {
+                data: vec![dicom_ul::pdu::PDataValue {
+                    presentation_context_id: pc_id,
+                    value_type: dicom_ul::pdu::PDataValueType::Data,
+                    is_last: i == last,
+                    data: chunk.to_vec(),
+                }],
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Sends an A-ABORT (service provider) and closes, ignoring errors: the link is going.
     pub async fn abort(&mut self, reason: AbortRQServiceProviderReason) {
         let _ = self

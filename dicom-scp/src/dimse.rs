@@ -13,6 +13,7 @@ pub mod command_field {
     pub const C_STORE_RSP: u16 = 0x8001;
     pub const C_GET_RQ: u16 = 0x0010;
     pub const C_FIND_RQ: u16 = 0x0020;
+    pub const C_FIND_RSP: u16 = 0x8020;
     pub const C_MOVE_RQ: u16 = 0x0021;
     pub const C_ECHO_RQ: u16 = 0x0030;
     pub const C_ECHO_RSP: u16 = 0x8030;
@@ -25,6 +26,8 @@ pub const NO_DATA_SET: u16 = 0x0101;
 /// DIMSE status codes we answer with (PS3.4 B.2.3, PS3.7 C).
 pub mod status {
     pub const SUCCESS: u16 = 0x0000;
+    /// C-FIND: a match follows; more may come.
+    pub const PENDING: u16 = 0xFF00;
     /// Warning: the object was kept but not as sent (used when a different object with a
     /// known SOP Instance UID arrives: the first copy stays current, see the README).
     pub const WARNING_COERCION: u16 = 0xB000;
@@ -214,6 +217,19 @@ pub fn response(rq: &Command, response_field: u16, status: u16, comment: Option<
         b = b.uid(tags::AFFECTED_SOP_INSTANCE_UID, i);
     }
     b.build()
+}
+
+/// A response followed by a data set (a C-FIND-RSP pending with its identifier).
+pub fn response_with_data(rq: &Command, response_field: u16, status: u16) -> Vec<u8> {
+    let mut b = CommandBuilder::new();
+    if let Some(c) = &rq.affected_sop_class_uid {
+        b = b.uid(tags::AFFECTED_SOP_CLASS_UID, c);
+    }
+    b.us(tags::COMMAND_FIELD, response_field)
+        .us(tags::MESSAGE_ID_BEING_RESPONDED_TO, rq.message_id)
+        .us(tags::COMMAND_DATA_SET_TYPE, 0x0000)
+        .us(tags::STATUS, status)
+        .build()
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 
 pub mod association;
 pub mod dimse;
+pub mod find;
 pub mod server;
 pub mod service;
 pub mod sop_classes;

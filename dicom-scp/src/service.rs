@@ -16,6 +16,8 @@ enum Sink {
     Store(Box<StagedObject>),
     /// Read and dropped; the request is answered with this failure once it is complete.
     Drain { status: u16, comment: String },
+    /// A C-FIND identifier, collected whole (it is small).
+    Find(Vec<u8>),
 }
 
 enum State {
@@ -151,6 +153,16 @@ where
             },
             false,
         ) if dpc == pc => {
+            if let Sink::Find(buf) = &mut sink {
+                if buf.len() + pdv.data.len() > crate::find::MAX_IDENTIFIER {
+                    sink = Sink::Drain {
+                        status: status::CANNOT_UNDERSTAND,
+                        comment: "the C-FIND identifier is too large".into(),
+                    };
+                } else {
+                    buf.extend_from_slice(&pdv.data);
+                }
+            }
             if let Sink::Store(staged) = &mut sink {
                 let written = tokio::task::block_in_place(|| staged.write_dataset(&pdv.data));
                 if let Err(e) = written {
@@ -168,6 +180,15 @@ where
             }
             if !pdv.is_last {
                 return Ok(State::Data { pc, cmd, sink });
+            }
+            if cmd.command_field == command_field::C_FIND_RQ {
+                let identifier = match sink {
+                    Sink::Find(buf) => Ok(buf),
+                    Sink::Drain { status, comment } => Err((status, comment)),
+                    Sink::Store(_) => Err((status::PROCESSING_FAILURE, "internal".into())),
+                };
+                answer_find(&cmd, pc, identifier, assoc, archive, link).await?;
+                return Ok(State::Idle);
             }
             // Audit trail: every C-STORE gets one event, from the ingest path (stored or
             // refused there) or here for what this adapter refused before it.
@@ -193,6 +214,7 @@ where
                     (status, Some(comment))
                 }
                 Sink::Store(staged) => finish_store(*staged, archive, source, channel).await,
+                Sink::Find(_) => (status::PROCESSING_FAILURE, None),
             };
             count_request("C-STORE", st);
             let rsp = dimse::response(&cmd, command_field::C_STORE_RSP, st, comment.as_deref());
@@ -244,6 +266,21 @@ where
             let sink = open_store_sink(&cmd, context, assoc, archive);
             Ok(State::Data { pc, cmd, sink })
         }
+        command_field::C_FIND_RQ if cmd.has_data_set() => {
+            let sink = if crate::find::is_find_sop_class(&context.abstract_syntax)
+                && cmd.affected_sop_class_uid.as_deref() == Some(context.abstract_syntax.as_str())
+            {
+                Sink::Find(Vec::new())
+            } else {
+                Sink::Drain {
+                    status: status::SOP_CLASS_NOT_SUPPORTED,
+                    comment: "C-FIND needs a Patient Root or Study Root FIND presentation context"
+                        .into(),
+                }
+            };
+            Ok(State::Data { pc, cmd, sink })
+        }
+        // A cancel after the answer was sent (C-FIND answers are sent at once).
         command_field::C_CANCEL_RQ => Ok(State::Idle),
         other => {
             // Not a service of this archive (yet): answer "unrecognized operation".
@@ -271,6 +308,53 @@ where
                     .map_err(|e| e.to_string())?;
                 Ok(State::Idle)
             }
+        }
+    }
+}
+
+/// Answers a C-FIND-RQ: pending responses with the matches, then the final status.
+async fn answer_find<S>(
+    cmd: &Command,
+    pc: u8,
+    identifier: Result<Vec<u8>, (u16, String)>,
+    assoc: &Established,
+    archive: &Archive,
+    link: &mut PduStream<S>,
+) -> Result<(), String>
+where
+    S: Transport,
+{
+    let context = &assoc.contexts[&pc];
+    let result = match identifier {
+        Ok(bytes) => crate::find::run(archive, assoc, context, &bytes).await,
+        Err((status, comment)) => Err(crate::find::FindFailure { status, comment }),
+    };
+    match result {
+        Ok(identifiers) => {
+            for id in identifiers {
+                let rsp =
+                    dimse::response_with_data(cmd, command_field::C_FIND_RSP, status::PENDING);
+                link.send_command(pc, rsp)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                link.send_data(pc, id).await.map_err(|e| e.to_string())?;
+            }
+            count_request("C-FIND", status::SUCCESS);
+            let rsp = dimse::response(cmd, command_field::C_FIND_RSP, status::SUCCESS, None);
+            link.send_command(pc, rsp).await.map_err(|e| e.to_string())
+        }
+        Err(f) => {
+            tracing::warn!(ae = %assoc.calling_ae, status = format!("{:#06X}", f.status), reason = %f.comment, "C-FIND refused");
+            archive
+                .audit_or_log(crate::find::refused_event(
+                    &assoc.calling_ae,
+                    assoc.peer,
+                    &f.comment,
+                ))
+                .await;
+            count_request("C-FIND", f.status);
+            let rsp = dimse::response(cmd, command_field::C_FIND_RSP, f.status, Some(&f.comment));
+            link.send_command(pc, rsp).await.map_err(|e| e.to_string())
         }
     }
 }

@@ -55,7 +55,12 @@ impl Scope {
 
     /// The scope of a DICOM peer: its clinic's studies.
     pub fn of_ae(registration: &AeRegistration) -> Scope {
-        Scope::Clinic(registration.clinic_id)
+        Scope::of_dicom_peer(registration.clinic_id)
+    }
+
+    /// The scope of an association whose calling AE title belongs to `clinic_id`.
+    pub fn of_dicom_peer(clinic_id: i64) -> Scope {
+        Scope::Clinic(clinic_id)
     }
 
     /// The two values bound to the [`in_scope!`] condition: the kind and its subject.

@@ -996,3 +996,36 @@ impl Index {
             .collect()
     }
 }
+
+impl Row {
+    /// The row's value of `key` as a DICOM string value (PN groups joined by `=`, multiple
+    /// values by `\`), `None` when the row has none or the key is below the row's level.
+    pub fn value(&self, key: Key) -> Option<String> {
+        let s = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        match key {
+            Key::PatientName => s(&self.patient_name),
+            Key::PatientId => Some(self.patient_id.clone()),
+            Key::IssuerOfPatientId => s(&self.issuer_of_patient_id),
+            Key::PatientBirthDate => s(&self.patient_birth_date),
+            Key::PatientSex => s(&self.patient_sex),
+            Key::StudyInstanceUid => Some(self.study_instance_uid.clone()),
+            Key::StudyDate => s(&self.study_date),
+            Key::StudyTime => s(&self.study_time),
+            Key::AccessionNumber => s(&self.accession_number),
+            Key::ModalitiesInStudy => {
+                (!self.modalities_in_study.is_empty()).then(|| self.modalities_in_study.join("\\"))
+            }
+            Key::ReferringPhysicianName => s(&self.referring_physician_name),
+            Key::StudyId => s(&self.study_id),
+            Key::StudyDescription => s(&self.study_description),
+            Key::SeriesInstanceUid => s(&self.series_instance_uid),
+            Key::Modality => s(&self.modality),
+            Key::SeriesNumber => self.series_number.map(|n| n.to_string()),
+            Key::SeriesDescription => s(&self.series_description),
+            Key::BodyPartExamined => s(&self.body_part_examined),
+            Key::SopInstanceUid => s(&self.sop_instance_uid),
+            Key::SopClassUid => s(&self.sop_class_uid),
+            Key::InstanceNumber => self.instance_number.map(|n| n.to_string()),
+        }
+    }
+}

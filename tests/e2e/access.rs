@@ -204,6 +204,49 @@ fn access_matrix(backend: Backend) {
         "an unregistered AE must be refused: {store_as_unknown:?}"
     );
 
+    // C-FIND: each modality finds its own clinic's studies only, the prior included.
+    for (aet, sees) in [
+        ("NORTH_CT", set(&[NORTH_STUDY])),
+        ("SOUTH_CT", set(&[SOUTH_PRIOR, SOUTH_OTHER])),
+    ] {
+        for keys in [
+            vec!["QueryRetrieveLevel=STUDY", "StudyInstanceUID"],
+            vec![
+                "QueryRetrieveLevel=STUDY",
+                "PatientID=P-100",
+                "StudyInstanceUID",
+            ],
+        ] {
+            let out = crate::find::findscu(server.dicom_port, aet, "-S", &keys);
+            let got = crate::find::values(&crate::find::responses(&out), "(0020,000d)");
+            let want: BTreeSet<String> = if keys.len() == 3 {
+                sees.iter()
+                    .filter(|s| s.as_str() != SOUTH_OTHER)
+                    .cloned()
+                    .collect()
+            } else {
+                sees.clone()
+            };
+            assert_eq!(got, want, "{aet} C-FIND {keys:?}");
+        }
+        let out = crate::find::findscu(
+            server.dicom_port,
+            aet,
+            "-S",
+            &[
+                "QueryRetrieveLevel=IMAGE",
+                &format!("StudyInstanceUID={NORTH_STUDY}"),
+                "SOPInstanceUID",
+            ],
+        );
+        let n = crate::find::responses(&out).len();
+        assert_eq!(
+            n > 0,
+            aet == "NORTH_CT",
+            "{aet} C-FIND a guessed study's images"
+        );
+    }
+
     let auth = |i: usize| [("Authorization", tokens[i].as_str())];
     let boss = auth(0);
 

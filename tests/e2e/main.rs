@@ -15,6 +15,7 @@ mod audit_syslog;
 mod bad_input;
 mod cli;
 mod dicom_tls;
+mod find;
 mod http_auth;
 mod https;
 mod qido;

@@ -1,0 +1,265 @@
+//! C-FIND against the real binary with dcmtk's findscu: study root (STUDY, SERIES, IMAGE)
+//! and patient root (PATIENT) levels, Chinese names with wildcards, scoped to the calling
+//! AE's clinic, bad values refused with a status, every query audited.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use crate::per_backend;
+use crate::support::*;
+
+/// Each pending response of findscu's output: tag "(gggg,eeee)" → value.
+pub fn responses(out: &std::process::Output) -> Vec<BTreeMap<String, String>> {
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let mut all = Vec::new();
+    let mut current: Option<BTreeMap<String, String>> = None;
+    for line in text.lines() {
+        let line = line.trim_start_matches("I: ");
+        if line.starts_with("Find Response:") {
+            if let Some(c) = current.take() {
+                all.push(c);
+            }
+            current = Some(BTreeMap::new());
+        } else if line.starts_with("Received Final Find Response") {
+            if let Some(c) = current.take() {
+                all.push(c);
+            }
+        } else if let (Some(c), Some(rest)) = (current.as_mut(), line.strip_prefix('(')) {
+            let tag = format!("({}", &rest[..10.min(rest.len())]);
+            let value = line
+                .split_once('[')
+                .and_then(|(_, v)| v.split_once(']'))
+                .map(|(v, _)| v.trim_end_matches(['\0', ' ']).to_owned())
+                .unwrap_or_default();
+            c.insert(tag.to_ascii_lowercase(), value);
+        }
+    }
+    if let Some(c) = current {
+        all.push(c);
+    }
+    all
+}
+
+pub fn findscu(port: u16, aet: &str, model: &str, keys: &[&str]) -> std::process::Output {
+    let mut c = dcmtk("findscu");
+    c.args([
+        "-v",
+        model,
+        "-aet",
+        aet,
+        "-aec",
+        "REGIONAL_PACS",
+        "-to",
+        "20",
+    ]);
+    for k in keys {
+        c.args(["-k", k]);
+    }
+    c.args(["127.0.0.1", &port.to_string()]);
+    run_bounded(c, std::time::Duration::from_secs(60))
+}
+
+pub fn values(rs: &[BTreeMap<String, String>], tag: &str) -> BTreeSet<String> {
+    rs.iter().filter_map(|r| r.get(tag).cloned()).collect()
+}
+
+/// (study, series, instance, patient id, name) of a sample file.
+fn identity(path: &PathBuf) -> (String, String, String, String, String) {
+    let mut f = std::fs::File::open(path).unwrap();
+    let meta = pacs_store::header::read_file_meta(&mut f).unwrap();
+    let a = pacs_store::header::scan_complete_file(
+        std::fs::File::open(path).unwrap(),
+        meta.dataset_offset,
+        &meta.transfer_syntax_uid,
+    )
+    .unwrap();
+    (
+        a.study_instance_uid,
+        a.series_instance_uid,
+        a.sop_instance_uid,
+        a.patient_id.unwrap_or_default(),
+        a.patient_name
+            .map(|n| n.to_dicom_string())
+            .unwrap_or_default(),
+    )
+}
+
+fn c_find(backend: Backend) {
+    let archive = TestArchive::new(backend);
+    archive.add_clinic("Clinic A", "CLINIC_A_AE", None);
+    archive.add_clinic("Clinic B", "CLINIC_B_AE", None);
+    let files = sample_files();
+    let (b_files, a_files): (Vec<PathBuf>, Vec<PathBuf>) = files.iter().cloned().partition(|f| {
+        let n = f.file_name().unwrap().to_string_lossy();
+        n.starts_with("cr_") || n.starts_with("dx_")
+    });
+    for (clinic, list) in [("Clinic A", &a_files), ("Clinic B", &b_files)] {
+        let mut args = vec!["import", "--quiet", "--clinic", clinic];
+        let paths: Vec<String> = list.iter().map(|p| p.display().to_string()).collect();
+        args.extend(paths.iter().map(String::as_str));
+        archive.pacs_ok(&args);
+    }
+    let a: Vec<_> = a_files.iter().map(identity).collect();
+    let b: Vec<_> = b_files.iter().map(identity).collect();
+    let server = archive.start();
+    let port = server.dicom_port;
+
+    // Study level, Chinese-name patient by a Latin wildcard: that patient's studies, with
+    // the name in both scripts, UTF-8.
+    let out = findscu(
+        port,
+        "CLINIC_A_AE",
+        "-S",
+        &[
+            "QueryRetrieveLevel=STUDY",
+            "PatientName=liu*",
+            "StudyInstanceUID",
+            "PatientID",
+            "NumberOfStudyRelatedInstances",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let rs = responses(&out);
+    let liu: BTreeSet<String> = a
+        .iter()
+        .filter(|i| i.4.starts_with("Liu^"))
+        .map(|i| i.0.clone())
+        .collect();
+    assert_eq!(values(&rs, "(0020,000d)"), liu);
+    assert!(
+        rs.iter().all(|r| r["(0010,0010)"] == "Liu^Yan=刘^䶮"),
+        "{rs:?}"
+    );
+    assert!(rs.iter().all(|r| r["(0008,0005)"] == "ISO_IR 192"));
+    let instances: usize = rs
+        .iter()
+        .map(|r| r["(0020,1208)"].parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(
+        instances,
+        a.iter().filter(|i| i.4.starts_with("Liu^")).count()
+    );
+
+    // Patient root, patient level: each of clinic A's patients once.
+    let out = findscu(
+        port,
+        "CLINIC_A_AE",
+        "-P",
+        &["QueryRetrieveLevel=PATIENT", "PatientName", "PatientID"],
+    );
+    let rs = responses(&out);
+    let patients: BTreeSet<String> = a.iter().map(|i| i.4.clone()).collect();
+    assert_eq!(values(&rs, "(0010,0010)"), patients, "{rs:?}");
+    assert_eq!(rs.len(), patients.len(), "once per patient");
+
+    // Series and image level within a study.
+    let (study, ..) = a
+        .iter()
+        .find(|i| i.4.starts_with("Huang^"))
+        .unwrap()
+        .clone();
+    let out = findscu(
+        port,
+        "CLINIC_A_AE",
+        "-S",
+        &[
+            "QueryRetrieveLevel=SERIES",
+            &format!("StudyInstanceUID={study}"),
+            "SeriesInstanceUID",
+            "Modality",
+        ],
+    );
+    let series: BTreeSet<String> = a
+        .iter()
+        .filter(|i| i.0 == study)
+        .map(|i| i.1.clone())
+        .collect();
+    assert_eq!(values(&responses(&out), "(0020,000e)"), series);
+    let out = findscu(
+        port,
+        "CLINIC_A_AE",
+        "-S",
+        &[
+            "QueryRetrieveLevel=IMAGE",
+            &format!("StudyInstanceUID={study}"),
+            "SOPInstanceUID",
+        ],
+    );
+    let sops: BTreeSet<String> = a
+        .iter()
+        .filter(|i| i.0 == study)
+        .map(|i| i.2.clone())
+        .collect();
+    assert_eq!(values(&responses(&out), "(0008,0018)"), sops);
+
+    // Clinic B's modality finds clinic B's studies only, whatever it asks.
+    for keys in [
+        vec!["QueryRetrieveLevel=STUDY", "StudyInstanceUID"],
+        vec![
+            "QueryRetrieveLevel=STUDY",
+            "PatientName=Liu*",
+            "StudyInstanceUID",
+        ],
+    ] {
+        let out = findscu(port, "CLINIC_B_AE", "-S", &keys);
+        let got = values(&responses(&out), "(0020,000d)");
+        let mine: BTreeSet<String> = b.iter().map(|i| i.0.clone()).collect();
+        assert!(got.is_subset(&mine), "{got:?}");
+        if keys.len() == 2 {
+            assert_eq!(got, mine);
+        }
+    }
+
+    // A bad value: refused with 0xA900, no matches; the server goes on.
+    let out = findscu(
+        port,
+        "CLINIC_A_AE",
+        "-S",
+        &[
+            "QueryRetrieveLevel=STUDY",
+            "StudyDate=2024-13",
+            "StudyInstanceUID",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("DataSetDoesNotMatchSOPClass"), "{text}");
+    assert!(responses(&out).is_empty());
+    let out = findscu(
+        port,
+        "CLINIC_A_AE",
+        "-S",
+        &["QueryRetrieveLevel=PATIENT", "PatientID"],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("Final Find Response (Failed: UnableToProcess)"),
+        "PATIENT level is not in the study root model"
+    );
+    assert!(
+        echoscu(port, "CLINIC_A_AE", "REGIONAL_PACS")
+            .status
+            .success()
+    );
+
+    // Audited: one 110112 Query per C-FIND, by the AE.
+    let out = archive.pacs_ok(&[
+        "audit",
+        "search",
+        "--user",
+        "CLINIC_A_AE",
+        "--event",
+        "110112",
+        "--json",
+    ]);
+    let events: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(events.len(), 6, "{out}");
+    assert_eq!(
+        events.iter().filter(|e| e["outcome"] == 4).count(),
+        2,
+        "{out}"
+    );
+    drop(server);
+}
+
+per_backend!(c_find);
