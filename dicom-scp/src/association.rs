@@ -301,6 +301,9 @@ pub struct Established {
     pub clinic_id: i64,
     pub clinic_name: String,
     pub contexts: HashMap<u8, AcceptedContext>,
+    /// SOP classes for which the peer takes the SCP role (SCP/SCU role selection): C-GET
+    /// sends it instances of these classes as C-STORE sub-operations.
+    pub peer_scp_classes: std::collections::HashSet<String>,
 }
 
 /// Why an association was refused, for logs and metrics.
@@ -538,6 +541,26 @@ where
         });
     }
 
+    // SCP/SCU role selection (PS3.7 D.3.3.4): a C-GET peer asks to be the storage SCP for
+    // the classes it wants to receive; granted for every storage class it proposed.
+    let mut peer_scp_classes = std::collections::HashSet::new();
+    let mut role_answers = Vec::new();
+    for uv in &user_variables {
+        if let UserVariableItem::ScuScpRoleSelectionSubItem(uid, roles) = uv {
+            let uid = uid.trim_end_matches('\0').trim().to_owned();
+            let proposed = contexts.values().any(|c| c.abstract_syntax == uid);
+            if roles.scp && proposed && sop_classes::is_storage_sop_class(&uid) {
+                peer_scp_classes.insert(uid.clone());
+                role_answers.push(UserVariableItem::ScuScpRoleSelectionSubItem(
+                    uid,
+                    dicom_ul::pdu::RequestorRoles {
+                        scu: roles.scu,
+                        scp: true,
+                    },
+                ));
+            }
+        }
+    }
     let ac = AssociationAC {
         protocol_version: 1,
         calling_ae_title,
@@ -552,7 +575,10 @@ where
             UserVariableItem::ImplementationVersionName(
                 pacs_store::archive::IMPLEMENTATION_VERSION_NAME.to_owned(),
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(role_answers)
+        .collect(),
     };
     link.write(&Pdu::AssociationAC(ac)).await?;
     Ok(Negotiated::Established(Established {
@@ -562,6 +588,7 @@ where
         clinic_id,
         clinic_name,
         contexts,
+        peer_scp_classes,
     }))
 }
 

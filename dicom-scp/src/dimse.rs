@@ -12,6 +12,7 @@ pub mod command_field {
     pub const C_STORE_RQ: u16 = 0x0001;
     pub const C_STORE_RSP: u16 = 0x8001;
     pub const C_GET_RQ: u16 = 0x0010;
+    pub const C_GET_RSP: u16 = 0x8010;
     pub const C_FIND_RQ: u16 = 0x0020;
     pub const C_FIND_RSP: u16 = 0x8020;
     pub const C_MOVE_RQ: u16 = 0x0021;
@@ -51,6 +52,8 @@ pub struct Command {
     pub affected_sop_instance_uid: Option<String>,
     pub data_set_type: u16,
     pub priority: Option<u16>,
+    /// The status of a response.
+    pub status: Option<u16>,
 }
 
 impl Command {
@@ -125,6 +128,7 @@ pub fn decode(bytes: &[u8]) -> Result<Command, CommandError> {
                 have_type = true;
             }
             t if t == tags::PRIORITY => cmd.priority = Some(us()?),
+            t if t == tags::STATUS => cmd.status = Some(us()?),
             t if t == tags::AFFECTED_SOP_CLASS_UID => cmd.affected_sop_class_uid = Some(text()),
             t if t == tags::AFFECTED_SOP_INSTANCE_UID => {
                 cmd.affected_sop_instance_uid = Some(text())

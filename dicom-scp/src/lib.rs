@@ -19,6 +19,7 @@
 pub mod association;
 pub mod dimse;
 pub mod find;
+pub mod get;
 pub mod server;
 pub mod service;
 pub mod sop_classes;

@@ -16,8 +16,8 @@ enum Sink {
     Store(Box<StagedObject>),
     /// Read and dropped; the request is answered with this failure once it is complete.
     Drain { status: u16, comment: String },
-    /// A C-FIND identifier, collected whole (it is small).
-    Find(Vec<u8>),
+    /// A C-FIND or C-GET identifier, collected whole (it is small).
+    Identifier(Vec<u8>),
 }
 
 enum State {
@@ -153,11 +153,11 @@ where
             },
             false,
         ) if dpc == pc => {
-            if let Sink::Find(buf) = &mut sink {
+            if let Sink::Identifier(buf) = &mut sink {
                 if buf.len() + pdv.data.len() > crate::find::MAX_IDENTIFIER {
                     sink = Sink::Drain {
                         status: status::CANNOT_UNDERSTAND,
-                        comment: "the C-FIND identifier is too large".into(),
+                        comment: "the identifier is too large".into(),
                     };
                 } else {
                     buf.extend_from_slice(&pdv.data);
@@ -183,11 +183,28 @@ where
             }
             if cmd.command_field == command_field::C_FIND_RQ {
                 let identifier = match sink {
-                    Sink::Find(buf) => Ok(buf),
+                    Sink::Identifier(buf) => Ok(buf),
                     Sink::Drain { status, comment } => Err((status, comment)),
                     Sink::Store(_) => Err((status::PROCESSING_FAILURE, "internal".into())),
                 };
                 answer_find(&cmd, pc, identifier, assoc, archive, link).await?;
+                return Ok(State::Idle);
+            }
+            if cmd.command_field == command_field::C_GET_RQ {
+                match sink {
+                    Sink::Identifier(buf) => {
+                        crate::get::serve(&cmd, pc, &buf, assoc, archive, link).await?
+                    }
+                    Sink::Drain { status, comment } => {
+                        count_request("C-GET", status);
+                        let rsp =
+                            dimse::response(&cmd, command_field::C_GET_RSP, status, Some(&comment));
+                        link.send_command(pc, rsp)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    Sink::Store(_) => return Err("internal: C-GET with a store sink".into()),
+                }
                 return Ok(State::Idle);
             }
             // Audit trail: every C-STORE gets one event, from the ingest path (stored or
@@ -214,7 +231,7 @@ where
                     (status, Some(comment))
                 }
                 Sink::Store(staged) => finish_store(*staged, archive, source, channel).await,
-                Sink::Find(_) => (status::PROCESSING_FAILURE, None),
+                Sink::Identifier(_) => (status::PROCESSING_FAILURE, None),
             };
             count_request("C-STORE", st);
             let rsp = dimse::response(&cmd, command_field::C_STORE_RSP, st, comment.as_deref());
@@ -270,11 +287,25 @@ where
             let sink = if crate::find::is_find_sop_class(&context.abstract_syntax)
                 && cmd.affected_sop_class_uid.as_deref() == Some(context.abstract_syntax.as_str())
             {
-                Sink::Find(Vec::new())
+                Sink::Identifier(Vec::new())
             } else {
                 Sink::Drain {
                     status: status::SOP_CLASS_NOT_SUPPORTED,
                     comment: "C-FIND needs a Patient Root or Study Root FIND presentation context"
+                        .into(),
+                }
+            };
+            Ok(State::Data { pc, cmd, sink })
+        }
+        command_field::C_GET_RQ if cmd.has_data_set() => {
+            let sink = if crate::get::is_get_sop_class(&context.abstract_syntax)
+                && cmd.affected_sop_class_uid.as_deref() == Some(context.abstract_syntax.as_str())
+            {
+                Sink::Identifier(Vec::new())
+            } else {
+                Sink::Drain {
+                    status: status::SOP_CLASS_NOT_SUPPORTED,
+                    comment: "C-GET needs a Patient Root or Study Root GET presentation context"
                         .into(),
                 }
             };
@@ -450,7 +481,7 @@ async fn finish_store(
     }
 }
 
-fn count_request(command: &'static str, st: u16) {
+pub(crate) fn count_request(command: &'static str, st: u16) {
     let class = match st {
         0x0000 => "success",
         0xB000..=0xBFFF | 0x0001 | 0x0107 | 0x0116 => "warning",

@@ -21,7 +21,10 @@ pub fn is_storage_sop_class(uid: &str) -> bool {
 
 /// Whether an association may negotiate `uid` as abstract syntax.
 pub fn is_supported_abstract_syntax(uid: &str) -> bool {
-    uid == uids::VERIFICATION || is_storage_sop_class(uid) || crate::find::is_find_sop_class(uid)
+    uid == uids::VERIFICATION
+        || is_storage_sop_class(uid)
+        || crate::find::is_find_sop_class(uid)
+        || crate::get::is_get_sop_class(uid)
 }
 
 #[cfg(test)]

@@ -247,6 +247,30 @@ fn access_matrix(backend: Backend) {
         );
     }
 
+    // C-GET: each modality retrieves its own clinic's studies only.
+    for (aet, study, completed) in [
+        ("NORTH_CT", NORTH_STUDY, 1),
+        ("NORTH_CT", SOUTH_PRIOR, 0),
+        ("SOUTH_CT", NORTH_STUDY, 0),
+        ("SOUTH_CT", GUESSED, 0),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let report = crate::find::getscu(
+            server.dicom_port,
+            aet,
+            out.path(),
+            &[
+                "QueryRetrieveLevel=STUDY",
+                &format!("StudyInstanceUID={study}"),
+            ],
+        );
+        assert_eq!(
+            crate::find::suboperations(&report, "Completed"),
+            completed,
+            "{aet} C-GET {study}: {report}"
+        );
+    }
+
     let auth = |i: usize| [("Authorization", tokens[i].as_str())];
     let boss = auth(0);
 

@@ -263,3 +263,138 @@ fn c_find(backend: Backend) {
 }
 
 per_backend!(c_find);
+
+pub fn getscu(port: u16, aet: &str, out_dir: &std::path::Path, keys: &[&str]) -> String {
+    let mut c = dcmtk("getscu");
+    c.args([
+        "-v",
+        "-S",
+        "-aet",
+        aet,
+        "-aec",
+        "REGIONAL_PACS",
+        "-to",
+        "20",
+        "-od",
+    ])
+    .arg(out_dir);
+    for k in keys {
+        c.args(["-k", k]);
+    }
+    c.args(["127.0.0.1", &port.to_string()]);
+    let out = run_bounded(c, std::time::Duration::from_secs(120));
+    String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout)
+}
+
+/// "Number of Completed Suboperations : N" and the like from getscu's final report.
+pub fn suboperations(report: &str, what: &str) -> u32 {
+    report
+        .lines()
+        .rev()
+        .find(|l| l.contains(&format!("Number of {what} Suboperations")))
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {what} count in {report}"))
+}
+
+/// C-GET with dcmtk's getscu: a study comes back on the same association, each data set
+/// byte-identical to the stored one; another clinic's modality gets nothing; an object
+/// stored compressed fails its sub-operation when the peer offered no context for it.
+fn c_get(backend: Backend) {
+    let archive = TestArchive::new(backend);
+    archive.add_clinic("Clinic A", "CLINIC_A_AE", None);
+    archive.add_clinic("Clinic B", "CLINIC_B_AE", None);
+    let dir = sample_dir();
+    archive.pacs_ok(&[
+        "import",
+        "--quiet",
+        "--clinic",
+        "Clinic A",
+        &dir.display().to_string(),
+    ]);
+    let ct: Vec<PathBuf> = sample_files()
+        .into_iter()
+        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("ct_"))
+        .collect();
+    let study = identity(&ct[0]).0;
+    let server = archive.start();
+    let port = server.dicom_port;
+
+    let out = tempfile::tempdir().unwrap();
+    let report = getscu(
+        port,
+        "CLINIC_A_AE",
+        out.path(),
+        &[
+            "QueryRetrieveLevel=STUDY",
+            &format!("StudyInstanceUID={study}"),
+        ],
+    );
+    assert_eq!(
+        suboperations(&report, "Completed"),
+        ct.len() as u32,
+        "{report}"
+    );
+    assert_eq!(suboperations(&report, "Failed"), 0, "{report}");
+    let received = files_under(out.path());
+    assert_eq!(received.len(), ct.len());
+    for f in &received {
+        let bytes = std::fs::read(f).unwrap();
+        let sop = sop_instance_uid(f);
+        let stored = archive.stored(&sop).expect("a stored instance came back");
+        assert!(dataset_bytes(&bytes) == stored.dataset, "{sop} differs");
+    }
+
+    // Clinic B's modality: nothing of clinic A's study.
+    let out_b = tempfile::tempdir().unwrap();
+    let report = getscu(
+        port,
+        "CLINIC_B_AE",
+        out_b.path(),
+        &[
+            "QueryRetrieveLevel=STUDY",
+            &format!("StudyInstanceUID={study}"),
+        ],
+    );
+    assert_eq!(suboperations(&report, "Completed"), 0, "{report}");
+    assert!(files_under(out_b.path()).is_empty());
+
+    // The US cine is stored as JPEG baseline; getscu proposes uncompressed syntaxes only.
+    let us = sample_dir().join("us_cine_jpeg.dcm");
+    let (us_study, us_series, us_sop, ..) = identity(&us);
+    let out_us = tempfile::tempdir().unwrap();
+    let report = getscu(
+        port,
+        "CLINIC_A_AE",
+        out_us.path(),
+        &[
+            "QueryRetrieveLevel=IMAGE",
+            &format!("StudyInstanceUID={us_study}"),
+            &format!("SeriesInstanceUID={us_series}"),
+            &format!("SOPInstanceUID={us_sop}"),
+        ],
+    );
+    assert_eq!(suboperations(&report, "Failed"), 1, "{report}");
+    assert_eq!(suboperations(&report, "Completed"), 0, "{report}");
+
+    // Audited: the retrieve by CLINIC_A_AE, with its instances.
+    let log = archive.pacs_ok(&[
+        "audit",
+        "search",
+        "--user",
+        "CLINIC_A_AE",
+        "--event",
+        "110104",
+        "--json",
+    ]);
+    let events: Vec<serde_json::Value> = serde_json::from_str(&log).unwrap();
+    assert!(
+        events.iter().any(|e| e["action"] == "R"
+            && e["study_instance_uid"] == study.as_str()
+            && e["instance_count"] == ct.len()),
+        "{log}"
+    );
+    drop(server);
+}
+
+per_backend!(c_get);
