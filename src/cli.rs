@@ -97,6 +97,10 @@ pub enum ClinicCommand {
         /// dicom_tls_client_ca (implies --tls-only).
         #[arg(long)]
         require_client_cert: bool,
+        /// The port this AE listens on: with --host, it becomes a C-MOVE destination for
+        /// its clinic.
+        #[arg(long, requires = "host", value_parser = clap::value_parser!(u16).range(1..))]
+        port: Option<u16>,
     },
     /// List clinics and their AE titles.
     List {

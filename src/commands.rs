@@ -44,12 +44,14 @@ async fn clinic(settings: &Settings, cmd: ClinicCommand) -> anyhow::Result<ExitC
             host,
             tls_only,
             require_client_cert,
+            port,
         } => {
             let ae = AeTitle::parse(&ae_title)?;
             let options = AeOptions {
                 host,
                 tls_only,
                 require_client_cert,
+                port,
             }
             .normalized();
             let added = archive.index().add_clinic_ae(&name, &ae, options).await;

@@ -16,6 +16,7 @@ pub mod command_field {
     pub const C_FIND_RQ: u16 = 0x0020;
     pub const C_FIND_RSP: u16 = 0x8020;
     pub const C_MOVE_RQ: u16 = 0x0021;
+    pub const C_MOVE_RSP: u16 = 0x8021;
     pub const C_ECHO_RQ: u16 = 0x0030;
     pub const C_ECHO_RSP: u16 = 0x8030;
     pub const C_CANCEL_RQ: u16 = 0x0FFF;
@@ -54,6 +55,8 @@ pub struct Command {
     pub priority: Option<u16>,
     /// The status of a response.
     pub status: Option<u16>,
+    /// C-MOVE: where to send the instances.
+    pub move_destination: Option<String>,
 }
 
 impl Command {
@@ -129,6 +132,7 @@ pub fn decode(bytes: &[u8]) -> Result<Command, CommandError> {
             }
             t if t == tags::PRIORITY => cmd.priority = Some(us()?),
             t if t == tags::STATUS => cmd.status = Some(us()?),
+            t if t == tags::MOVE_DESTINATION => cmd.move_destination = Some(text()),
             t if t == tags::AFFECTED_SOP_CLASS_UID => cmd.affected_sop_class_uid = Some(text()),
             t if t == tags::AFFECTED_SOP_INSTANCE_UID => {
                 cmd.affected_sop_instance_uid = Some(text())

@@ -35,11 +35,11 @@ pub fn is_get_sop_class(uid: &str) -> bool {
         || uid == uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_GET
 }
 
-struct Counts {
-    remaining: u16,
-    completed: u16,
-    failed: u16,
-    warning: u16,
+pub(crate) struct Counts {
+    pub(crate) remaining: u16,
+    pub(crate) completed: u16,
+    pub(crate) failed: u16,
+    pub(crate) warning: u16,
 }
 
 /// Serves one C-GET-RQ whose identifier is `identifier` (presentation context `pc`).
@@ -131,7 +131,13 @@ pub async fn serve<S: Transport>(
             }
         }
         if counts.remaining > 0 && !cancelled {
-            let rsp = counts_response(cmd, status::PENDING, &counts, false);
+            let rsp = counts_response(
+                cmd,
+                command_field::C_GET_RSP,
+                status::PENDING,
+                &counts,
+                false,
+            );
             link.send_command(pc, rsp)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -147,7 +153,13 @@ pub async fn serve<S: Transport>(
         status::SUCCESS
     };
     let with_list = !failed_uids.is_empty();
-    let rsp = counts_response(cmd, final_status, &counts, with_list);
+    let rsp = counts_response(
+        cmd,
+        command_field::C_GET_RSP,
+        final_status,
+        &counts,
+        with_list,
+    );
     link.send_command(pc, rsp)
         .await
         .map_err(|e| e.to_string())?;
@@ -170,7 +182,7 @@ pub async fn serve<S: Transport>(
     Ok(())
 }
 
-fn event(assoc: &Established) -> AuditEvent {
+pub(crate) fn event(assoc: &Established) -> AuditEvent {
     AuditEvent::new(
         EventId::InstancesTransferred,
         Action::Read,
@@ -181,7 +193,7 @@ fn event(assoc: &Established) -> AuditEvent {
 }
 
 /// The instances the identifier asks for, within the AE's clinic.
-async fn select(
+pub(crate) async fn select(
     archive: &Archive,
     assoc: &Established,
     transfer_syntax: &str,
@@ -331,13 +343,19 @@ async fn send_one<S: Transport>(
     }
 }
 
-fn counts_response(rq: &dimse::Command, st: u16, c: &Counts, with_data: bool) -> Vec<u8> {
+pub(crate) fn counts_response(
+    rq: &dimse::Command,
+    response_field: u16,
+    st: u16,
+    c: &Counts,
+    with_data: bool,
+) -> Vec<u8> {
     let mut b = CommandBuilder::new();
     if let Some(class) = &rq.affected_sop_class_uid {
         b = b.uid(tags::AFFECTED_SOP_CLASS_UID, class);
     }
     b = b
-        .us(tags::COMMAND_FIELD, command_field::C_GET_RSP)
+        .us(tags::COMMAND_FIELD, response_field)
         .us(tags::MESSAGE_ID_BEING_RESPONDED_TO, rq.message_id)
         .us(
             tags::COMMAND_DATA_SET_TYPE,

@@ -20,6 +20,7 @@ pub mod association;
 pub mod dimse;
 pub mod find;
 pub mod get;
+pub mod moves;
 pub mod server;
 pub mod service;
 pub mod sop_classes;

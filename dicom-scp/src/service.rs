@@ -190,10 +190,16 @@ where
                 answer_find(&cmd, pc, identifier, assoc, archive, link).await?;
                 return Ok(State::Idle);
             }
-            if cmd.command_field == command_field::C_GET_RQ {
+            if cmd.command_field == command_field::C_GET_RQ
+                || cmd.command_field == command_field::C_MOVE_RQ
+            {
+                let is_get = cmd.command_field == command_field::C_GET_RQ;
                 match sink {
-                    Sink::Identifier(buf) => {
+                    Sink::Identifier(buf) if is_get => {
                         crate::get::serve(&cmd, pc, &buf, assoc, archive, link).await?
+                    }
+                    Sink::Identifier(buf) => {
+                        crate::moves::serve(&cmd, pc, &buf, assoc, archive, link).await?
                     }
                     Sink::Drain { status, comment } => {
                         count_request("C-GET", status);
@@ -306,6 +312,20 @@ where
                 Sink::Drain {
                     status: status::SOP_CLASS_NOT_SUPPORTED,
                     comment: "C-GET needs a Patient Root or Study Root GET presentation context"
+                        .into(),
+                }
+            };
+            Ok(State::Data { pc, cmd, sink })
+        }
+        command_field::C_MOVE_RQ if cmd.has_data_set() => {
+            let sink = if crate::moves::is_move_sop_class(&context.abstract_syntax)
+                && cmd.affected_sop_class_uid.as_deref() == Some(context.abstract_syntax.as_str())
+            {
+                Sink::Identifier(Vec::new())
+            } else {
+                Sink::Drain {
+                    status: status::SOP_CLASS_NOT_SUPPORTED,
+                    comment: "C-MOVE needs a Patient Root or Study Root MOVE presentation context"
                         .into(),
                 }
             };

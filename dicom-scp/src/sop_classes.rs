@@ -25,6 +25,7 @@ pub fn is_supported_abstract_syntax(uid: &str) -> bool {
         || is_storage_sop_class(uid)
         || crate::find::is_find_sop_class(uid)
         || crate::get::is_get_sop_class(uid)
+        || crate::moves::is_move_sop_class(uid)
 }
 
 #[cfg(test)]

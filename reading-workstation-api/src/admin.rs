@@ -469,6 +469,8 @@ pub struct NewAe {
     /// Accept it only with a client certificate the TLS port verified (implies TLS only).
     #[serde(default)]
     require_client_cert: bool,
+    /// The port the AE listens on: with `host`, a C-MOVE destination for its clinic.
+    port: Option<u16>,
 }
 
 /// `POST /api/admin/clinics/{name}/ae-titles`: registers a calling AE title for the
@@ -499,6 +501,7 @@ pub async fn add_ae(
         host: req.host,
         tls_only: req.tls_only,
         require_client_cert: req.require_client_cert,
+        port: req.port,
     };
     let reg = admin.add_ae(&clinic, &ae, options).await?;
     Ok((StatusCode::CREATED, Json(reg)).into_response())

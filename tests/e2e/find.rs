@@ -398,3 +398,168 @@ fn c_get(backend: Backend) {
 }
 
 per_backend!(c_get);
+
+/// dcmtk's storescp listening as a clinic workstation; killed when dropped.
+struct Workstation {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Workstation {
+    fn start(aet: &str) -> Workstation {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = dcmtk("storescp")
+            .args(["-aet", aet, "-od"])
+            .arg(dir.path())
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("storescp");
+        // Listening once echoscu gets through.
+        let ok = wait_for(std::time::Duration::from_secs(20), || {
+            echoscu(port, "PROBE", aet).status.success().then_some(())
+        });
+        assert!(ok.is_some(), "storescp did not start");
+        Workstation { child, port, dir }
+    }
+}
+
+impl Drop for Workstation {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn movescu(port: u16, aet: &str, dest: &str, keys: &[&str]) -> String {
+    let mut c = dcmtk("movescu");
+    c.args([
+        "-v",
+        "-S",
+        "-aet",
+        aet,
+        "-aec",
+        "REGIONAL_PACS",
+        "-aem",
+        dest,
+        "-to",
+        "20",
+    ]);
+    for k in keys {
+        c.args(["-k", k]);
+    }
+    c.args(["127.0.0.1", &port.to_string()]);
+    let out = run_bounded(c, std::time::Duration::from_secs(120));
+    String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout)
+}
+
+/// C-MOVE with dcmtk's movescu to a clinic workstation (dcmtk's storescp): the study
+/// arrives byte-identical; a destination of another clinic or an unknown one is refused;
+/// another clinic's modality moves nothing of this clinic's.
+fn c_move(backend: Backend) {
+    let archive = TestArchive::new(backend);
+    archive.add_clinic("Clinic A", "CLINIC_A_AE", None);
+    archive.add_clinic("Clinic B", "CLINIC_B_AE", None);
+    let ws_a = Workstation::start("CLINIC_A_WS");
+    let ws_b = Workstation::start("CLINIC_B_WS");
+    for (clinic, ae, ws) in [
+        ("Clinic A", "CLINIC_A_WS", &ws_a),
+        ("Clinic B", "CLINIC_B_WS", &ws_b),
+    ] {
+        archive.pacs_ok(&[
+            "clinic",
+            "add",
+            "--name",
+            clinic,
+            "--ae-title",
+            ae,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &ws.port.to_string(),
+        ]);
+    }
+    let dir = sample_dir();
+    archive.pacs_ok(&[
+        "import",
+        "--quiet",
+        "--clinic",
+        "Clinic A",
+        &dir.display().to_string(),
+    ]);
+    let ct: Vec<PathBuf> = sample_files()
+        .into_iter()
+        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("ct_"))
+        .collect();
+    let study = identity(&ct[0]).0;
+    let server = archive.start();
+    let port = server.dicom_port;
+    let keys = [
+        "QueryRetrieveLevel=STUDY".to_owned(),
+        format!("StudyInstanceUID={study}"),
+    ];
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+
+    let report = movescu(port, "CLINIC_A_AE", "CLINIC_A_WS", &keys);
+    assert!(report.contains("Final Move Response (Success)"), "{report}");
+    let received = files_under(ws_a.dir.path());
+    assert_eq!(received.len(), ct.len(), "{report}");
+    for f in &received {
+        let sop = sop_instance_uid(f);
+        let stored = archive.stored(&sop).expect("a stored instance arrived");
+        assert!(
+            dataset_bytes(&std::fs::read(f).unwrap()) == stored.dataset,
+            "{sop}"
+        );
+    }
+
+    for dest in ["CLINIC_B_WS", "NOWHERE"] {
+        let report = movescu(port, "CLINIC_A_AE", dest, &keys);
+        assert!(
+            report.contains("MoveDestinationUnknown"),
+            "{dest}: {report}"
+        );
+    }
+    assert!(files_under(ws_b.dir.path()).is_empty());
+    let report = movescu(port, "CLINIC_B_AE", "CLINIC_B_WS", &keys);
+    assert!(report.contains("Final Move Response (Success)"), "{report}");
+    assert!(
+        files_under(ws_b.dir.path()).is_empty(),
+        "clinic B moved clinic A's study"
+    );
+
+    let log = archive.pacs_ok(&[
+        "audit",
+        "search",
+        "--user",
+        "CLINIC_A_AE",
+        "--event",
+        "110104",
+        "--json",
+    ]);
+    let events: Vec<serde_json::Value> = serde_json::from_str(&log).unwrap();
+    assert!(
+        events.iter().any(|e| e["action"] == "R"
+            && e["instance_count"] == ct.len()
+            && e["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("C-MOVE to CLINIC_A_WS")),
+        "{log}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| e["outcome"] == 4).count(),
+        2,
+        "{log}"
+    );
+    drop(server);
+}
+
+per_backend!(c_move);

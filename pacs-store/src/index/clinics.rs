@@ -33,6 +33,9 @@ pub struct AeOptions {
     /// Accepted only when the peer presented a client certificate that the TLS listener
     /// verified (against `dicom_tls_client_ca`). Implies `tls_only`: the store sets both.
     pub require_client_cert: bool,
+    /// The port the AE listens on. With `host`, the AE can be a C-MOVE destination for
+    /// its own clinic.
+    pub port: Option<u16>,
 }
 
 impl AeOptions {
@@ -56,7 +59,10 @@ impl AeOptions {
             (true, false) => "TLS only",
             (false, false) => "plain TCP or TLS",
         };
-        format!("{from}, {transport}")
+        match self.port {
+            Some(p) => format!("{from}, {transport}, receives at port {p}"),
+            None => format!("{from}, {transport}"),
+        }
     }
 }
 
@@ -84,6 +90,8 @@ pub struct AeRegistration {
     pub tls_only: bool,
     /// Accepted only with a verified client certificate (implies `tls_only`).
     pub require_client_cert: bool,
+    /// Where the AE listens (C-MOVE destination, with `host`).
+    pub port: Option<u16>,
 }
 
 /// What the transport established about a connection, as the DICOM adapter saw it.
@@ -146,6 +154,7 @@ impl AeRegistration {
             host: self.host,
             tls_only: self.tls_only,
             require_client_cert: self.require_client_cert,
+            port: self.port,
         }
     }
 }
@@ -185,7 +194,7 @@ macro_rules! select_ae {
         concat!(
             "SELECT a.ae_title, a.clinic_id, c.name, a.host, ",
             "CASE WHEN a.tls_only THEN 1 ELSE 0 END, ",
-            "CASE WHEN a.require_client_cert THEN 1 ELSE 0 END ",
+            "CASE WHEN a.require_client_cert THEN 1 ELSE 0 END, a.port ",
             "FROM ae_titles a JOIN clinics c ON c.id = a.clinic_id ",
             $rest
         )
@@ -269,8 +278,8 @@ impl Index {
             )));
         }
         sqlx::query(
-            "INSERT INTO ae_titles (ae_title, clinic_id, host, tls_only, require_client_cert, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO ae_titles (ae_title, clinic_id, host, tls_only, require_client_cert, \
+             created_at, port) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(ae_title.as_str())
         .bind(clinic_id)
@@ -278,6 +287,7 @@ impl Index {
         .bind(options.tls_only)
         .bind(options.require_client_cert)
         .bind(now)
+        .bind(options.port.map(i64::from))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -288,6 +298,7 @@ impl Index {
             host: options.host,
             tls_only: options.tls_only,
             require_client_cert: options.require_client_cert,
+            port: options.port,
         })
     }
 
@@ -303,12 +314,13 @@ impl Index {
         let options = options.normalized();
         let mut tx = self.pool().begin().await?;
         let updated = sqlx::query(
-            "UPDATE ae_titles SET host = $1, tls_only = $2, require_client_cert = $3 \
-             WHERE ae_title = $4",
+            "UPDATE ae_titles SET host = $1, tls_only = $2, require_client_cert = $3, port = $4 \
+             WHERE ae_title = $5",
         )
         .bind(options.host.map(|h| h.to_string()))
         .bind(options.tls_only)
         .bind(options.require_client_cert)
+        .bind(options.port.map(i64::from))
         .bind(ae_title.as_str())
         .execute(&mut *tx)
         .await?
@@ -385,6 +397,7 @@ fn ae_from_row(r: &sqlx::any::AnyRow) -> Result<AeRegistration> {
     let host: Option<String> = r.try_get(3)?;
     let tls_only: i64 = r.try_get(4)?;
     let require_client_cert: i64 = r.try_get(5)?;
+    let port: Option<i64> = r.try_get(6)?;
     Ok(AeRegistration {
         ae_title: AeTitle::parse(&ae)?,
         clinic_id: r.try_get(1)?,
@@ -397,6 +410,7 @@ fn ae_from_row(r: &sqlx::any::AnyRow) -> Result<AeRegistration> {
             .transpose()?,
         tls_only: tls_only != 0,
         require_client_cert: require_client_cert != 0,
+        port: port.and_then(|p| u16::try_from(p).ok()),
     })
 }
 

@@ -1,0 +1,328 @@
+//! C-MOVE SCP (PS3.4 C.4.2): Patient Root and Study Root, levels STUDY, SERIES, IMAGE.
+//! The matching instances within the calling AE's clinic are sent to the Move Destination
+//! over a new association (this archive as storage SCU), with pending C-MOVE-RSPs and the
+//! counts on the requesting association.
+//!
+//! The destination must be an AE title registered for the caller's clinic with a host and
+//! a port (`pacs clinic add … --host IP --port N`, or the admin API): a clinic can move its
+//! studies to its own workstations only, never to a place of the requester's choosing.
+//! Otherwise the answer is 0xA801 (move destination unknown). Instances go as stored (one
+//! presentation context per SOP class and stored syntax is proposed; one the destination
+//! refuses fails that sub-operation). A C-CANCEL-RQ is not looked for during the move (it
+//! is read, and ignored, once the move is answered). Audited (110104, action R, by the
+//! requesting AE, the destination in the detail).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use dicom_dictionary_std::{tags, uids};
+use dicom_ul::ClientAssociationOptions;
+use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
+use pacs_store::ae_title::AeTitle;
+use pacs_store::archive::Archive;
+use pacs_store::audit::Outcome;
+use pacs_store::objects::ObjectKey;
+use pacs_store::query::Retrievable;
+
+use crate::association::{Established, PduStream, Transport};
+use crate::dimse::{self, CommandBuilder, command_field, status};
+use crate::get::{Counts, counts_response, event, select};
+
+/// How long connecting to and negotiating with a destination may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one C-STORE to the destination may take to be answered.
+const STORE_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn is_move_sop_class(uid: &str) -> bool {
+    uid == uids::PATIENT_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_MOVE
+        || uid == uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_MOVE
+}
+
+/// Serves one C-MOVE-RQ whose identifier is `identifier`.
+pub async fn serve<S: Transport>(
+    cmd: &dimse::Command,
+    pc: u8,
+    identifier: &[u8],
+    assoc: &Established,
+    archive: &Archive,
+    link: &mut PduStream<S>,
+) -> Result<(), String> {
+    let refuse = |st: u16, why: String| async move {
+        tracing::warn!(ae = %assoc.calling_ae, reason = %why, "C-MOVE refused");
+        archive
+            .audit_or_log(
+                event(assoc).with_outcome(Outcome::MinorFailure, format!("C-MOVE refused: {why}")),
+            )
+            .await;
+        crate::service::count_request("C-MOVE", st);
+        dimse::response(cmd, command_field::C_MOVE_RSP, st, Some(&why))
+    };
+    // Where to: a registered AE of the caller's clinic that says where it listens.
+    let dest = cmd.move_destination.clone().unwrap_or_default();
+    let destination = match AeTitle::parse(&dest) {
+        Ok(ae) => archive.index().find_ae(&ae).await.ok().flatten(),
+        Err(_) => None,
+    };
+    let Some((host, port)) = destination
+        .as_ref()
+        .filter(|d| d.clinic_id == assoc.clinic_id)
+        .and_then(|d| Some((d.host?, d.port?)))
+    else {
+        let rsp = refuse(
+            0xA801,
+            format!(
+                "move destination {dest:?} is not an AE title of clinic {:?} with a host and \
+                 port (register it with `pacs clinic add --host IP --port N`)",
+                assoc.clinic_name
+            ),
+        )
+        .await;
+        return link.send_command(pc, rsp).await.map_err(|e| e.to_string());
+    };
+    let context = &assoc.contexts[&pc];
+    let items = match select(archive, assoc, &context.transfer_syntax, identifier).await {
+        Ok(items) => items,
+        Err((st, why)) => {
+            let rsp = refuse(st, why).await;
+            return link.send_command(pc, rsp).await.map_err(|e| e.to_string());
+        }
+    };
+    let mut counts = Counts {
+        remaining: items.len().min(u16::MAX as usize) as u16,
+        completed: 0,
+        failed: 0,
+        warning: 0,
+    };
+    if let Some(first) = items.first() {
+        let e = event(assoc)
+            .with_patient(
+                Some(first.patient_id.clone()),
+                first.issuer_of_patient_id.clone(),
+            )
+            .with_study(Some(first.study_instance_uid.clone()))
+            .with_instances(items.iter().map(|i| i.sop_instance_uid.clone()).collect())
+            .with_detail(format!("C-MOVE to {dest} at {host}:{port}"));
+        if let Err(e) = archive.index().audit(e).await {
+            tracing::error!(error = %e, "C-MOVE: cannot write the audit event; refusing");
+            let rsp = dimse::response(
+                cmd,
+                command_field::C_MOVE_RSP,
+                status::PROCESSING_FAILURE,
+                Some("the archive could not record the retrieve"),
+            );
+            return link.send_command(pc, rsp).await.map_err(|e| e.to_string());
+        }
+    }
+    if items.is_empty() {
+        crate::service::count_request("C-MOVE", status::SUCCESS);
+        let rsp = counts_response(
+            cmd,
+            command_field::C_MOVE_RSP,
+            status::SUCCESS,
+            &counts,
+            false,
+        );
+        return link.send_command(pc, rsp).await.map_err(|e| e.to_string());
+    }
+
+    // One association to the destination for the whole move.
+    let mut options = ClientAssociationOptions::new()
+        .calling_ae_title(assoc.called_ae.clone())
+        .called_ae_title(dest.clone())
+        .max_pdu_length(262_138);
+    let pairs: BTreeSet<(String, String)> = items
+        .iter()
+        .map(|i| (i.sop_class_uid.clone(), i.transfer_syntax_uid.clone()))
+        .collect();
+    for (class, ts) in &pairs {
+        options = options.with_presentation_context(class.clone(), vec![ts.clone()]);
+    }
+    let connected =
+        tokio::time::timeout(CONNECT_TIMEOUT, options.establish_async((host, port))).await;
+    let mut sub = match connected {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            let rsp = refuse(
+                0xA801,
+                format!("cannot associate with {dest} at {host}:{port}: {e}"),
+            )
+            .await;
+            return link.send_command(pc, rsp).await.map_err(|e| e.to_string());
+        }
+        Err(_) => {
+            let rsp = refuse(
+                0xA801,
+                format!("{dest} at {host}:{port} did not answer in time"),
+            )
+            .await;
+            return link.send_command(pc, rsp).await.map_err(|e| e.to_string());
+        }
+    };
+    let accepted: Vec<(u8, String, String)> = sub
+        .presentation_contexts()
+        .iter()
+        .filter(|c| c.reason == PresentationContextResultReason::Acceptance)
+        .map(|c| (c.id, c.abstract_syntax.clone(), c.transfer_syntax.clone()))
+        .collect();
+    let max_pdv = (sub.acceptor_max_pdu_length() as usize)
+        .saturating_sub(6)
+        .clamp(1024, 4 << 20);
+    let mut failed_uids = Vec::new();
+    let mut message_id: u16 = 1;
+    for item in &items {
+        counts.remaining = counts.remaining.saturating_sub(1);
+        let spc = accepted.iter().find_map(|(id, class, ts)| {
+            (trim(class) == item.sop_class_uid && trim(ts) == item.transfer_syntax_uid)
+                .then_some(*id)
+        });
+        let outcome = match spc {
+            None => Err(format!(
+                "{dest} accepted no context for {} in {}",
+                item.sop_class_uid, item.transfer_syntax_uid
+            )),
+            Some(spc) => {
+                message_id = message_id.wrapping_add(1);
+                let r = store_one(
+                    &mut sub,
+                    item,
+                    spc,
+                    message_id,
+                    max_pdv,
+                    archive,
+                    &assoc.calling_ae,
+                    cmd.message_id,
+                )
+                .await;
+                if let Err(e) = &r
+                    && e.starts_with("link:")
+                {
+                    // The destination is gone: the rest fails too.
+                    counts.failed += 1 + counts.remaining;
+                    failed_uids.push(item.sop_instance_uid.clone());
+                    counts.remaining = 0;
+                    tracing::warn!(%dest, error = %e, "C-MOVE: the destination association broke");
+                    break;
+                }
+                r
+            }
+        };
+        match outcome {
+            Ok(st) if st == status::SUCCESS => counts.completed += 1,
+            Ok(st) if (0xB000..=0xBFFF).contains(&st) => counts.warning += 1,
+            Ok(st) => {
+                tracing::info!(sop = %item.sop_instance_uid, status = format!("{st:#06X}"), "C-MOVE sub-operation refused by the destination");
+                counts.failed += 1;
+                failed_uids.push(item.sop_instance_uid.clone());
+            }
+            Err(why) => {
+                tracing::info!(sop = %item.sop_instance_uid, reason = %why, "C-MOVE sub-operation failed");
+                counts.failed += 1;
+                failed_uids.push(item.sop_instance_uid.clone());
+            }
+        }
+        if counts.remaining > 0 {
+            let rsp = counts_response(
+                cmd,
+                command_field::C_MOVE_RSP,
+                status::PENDING,
+                &counts,
+                false,
+            );
+            link.send_command(pc, rsp)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let _ = sub.release().await;
+    let final_status = if counts.failed > 0 && counts.completed + counts.warning == 0 {
+        0xA702
+    } else if counts.failed > 0 || counts.warning > 0 {
+        status::WARNING_COERCION
+    } else {
+        status::SUCCESS
+    };
+    crate::service::count_request("C-MOVE", final_status);
+    let rsp = counts_response(cmd, command_field::C_MOVE_RSP, final_status, &counts, false);
+    link.send_command(pc, rsp).await.map_err(|e| e.to_string())
+}
+
+fn trim(s: &str) -> &str {
+    s.trim_end_matches('\0').trim()
+}
+
+/// One C-STORE to the destination: `Ok(status)` of its response; `Err` starting with
+/// "link:" when the association broke.
+#[allow(clippy::too_many_arguments)]
+async fn store_one<S>(
+    sub: &mut dicom_ul::association::client::AsyncClientAssociation<S>,
+    item: &Retrievable,
+    pc: u8,
+    message_id: u16,
+    max_pdv: usize,
+    archive: &Archive,
+    originator: &str,
+    originator_message_id: u16,
+) -> Result<u16, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
+    let key = ObjectKey::parse(&item.object_key).map_err(|e| e.to_string())?;
+    let bytes = archive.objects().get(&key).await.map_err(|e| {
+        tracing::error!(error = %e, sop = %item.sop_instance_uid, "C-MOVE: cannot read a stored object");
+        "the stored object cannot be read".to_owned()
+    })?;
+    let dataset = bytes.slice((item.dataset_offset as usize).min(bytes.len())..);
+    let rq = CommandBuilder::new()
+        .uid(tags::AFFECTED_SOP_CLASS_UID, &item.sop_class_uid)
+        .us(tags::COMMAND_FIELD, command_field::C_STORE_RQ)
+        .us(tags::MESSAGE_ID, message_id)
+        .us(tags::PRIORITY, 0)
+        .us(tags::COMMAND_DATA_SET_TYPE, 0x0000)
+        .uid(tags::AFFECTED_SOP_INSTANCE_UID, &item.sop_instance_uid)
+        .lo(tags::MOVE_ORIGINATOR_APPLICATION_ENTITY_TITLE, originator)
+        .us(tags::MOVE_ORIGINATOR_MESSAGE_ID, originator_message_id)
+        .build();
+    let link = |e: dicom_ul::association::Error| format!("link: {e}");
+    sub.send(&Pdu::PData {
+        data: vec![PDataValue {
+            presentation_context_id: pc,
+            value_type: PDataValueType::Command,
+            is_last: true,
+            data: rq,
+        }],
+    })
+    .await
+    .map_err(link)?;
+    let chunks: Vec<&[u8]> = dataset.chunks(max_pdv).collect();
+    let last = chunks.len().saturating_sub(1);
+    for (i, chunk) in chunks.iter().enumerate() {
+        sub.send(&Pdu::PData {
+            data: vec![PDataValue {
+                presentation_context_id: pc,
+                value_type: PDataValueType::Data,
+                is_last: i == last,
+                data: chunk.to_vec(),
+            }],
+        })
+        .await
+        .map_err(link)?;
+    }
+    let mut buf = Vec::new();
+    loop {
+        let pdu = tokio::time::timeout(STORE_TIMEOUT, sub.receive())
+            .await
+            .map_err(|_| "link: the destination did not answer a C-STORE in time".to_owned())?
+            .map_err(link)?;
+        let Pdu::PData { data } = pdu else {
+            return Err("link: the destination ended the association".into());
+        };
+        for pdv in data {
+            buf.extend_from_slice(&pdv.data);
+            if pdv.is_last && pdv.value_type == PDataValueType::Command {
+                let rsp =
+                    dimse::decode(&buf).map_err(|e| format!("link: malformed response: {e}"))?;
+                return Ok(rsp.status.unwrap_or(status::PROCESSING_FAILURE));
+            }
+        }
+    }
+}
