@@ -101,7 +101,9 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         );
     }
     warn_about_unreachable_aes(&archive, &settings, dicom_tls_addr.is_some()).await;
-    println!("pacs: HTTP       {scheme}://{http_addr}/  (health /healthz, metrics /metrics)");
+    println!(
+        "pacs: HTTP       {scheme}://{http_addr}/  (DICOMweb {scheme}://{http_addr}/dicom-web, API docs /api/openapi.json, health /healthz, metrics /metrics)"
+    );
     if let Some(f) = &audit_forwarding {
         println!(
             "pacs: audit      forwarded to {} (syslog over TLS, IHE ATNA)",
