@@ -21,6 +21,7 @@ mod qido;
 mod store;
 mod users;
 mod wado;
+mod wado_metadata;
 
 /// Declares a module `name` with tests `sqlite_files` and `postgres_s3` calling
 /// `name(Backend)`.
