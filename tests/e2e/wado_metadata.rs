@@ -491,6 +491,60 @@ fn wado_metadata(backend: Backend) {
     assert!(unhex(got[0]["hex"].as_str().unwrap()) == cine[1]);
     assert!(unhex(got[1]["hex"].as_str().unwrap()) == cine[4]);
 
+    // Encodings the sample set lacks: a multi-frame JPEG without a Basic Offset Table (one
+    // fragment per frame, and frames split over fragments), a deflated data set.
+    let out = archive.data_dir().join("variants");
+    std::fs::create_dir_all(&out).unwrap();
+    let variants = peer(
+        &[
+            "variants",
+            &sample_dir().display().to_string(),
+            &out.display().to_string(),
+        ],
+        "",
+    );
+    let paths: Vec<String> = variants
+        .iter()
+        .map(|v| v["file"].as_str().unwrap().to_owned())
+        .collect();
+    let mut args = vec!["import", "--quiet", "--clinic", "Clinic A"];
+    args.extend(paths.iter().map(String::as_str));
+    archive.pacs_ok(&args);
+    for v in &variants {
+        let file = PathBuf::from(v["file"].as_str().unwrap());
+        let inst = format!(
+            "/dicom-web/studies/{}/series/{}/instances/{}",
+            v["study"].as_str().unwrap(),
+            v["series"].as_str().unwrap(),
+            v["sop"].as_str().unwrap()
+        );
+        let want = pydicom_frames(&file);
+        let list: Vec<String> = (1..=want.len()).rev().map(|n| n.to_string()).collect();
+        let r = get_as(
+            &format!("{inst}/frames/{}", list.join(",")),
+            Some(CORNERSTONE),
+        );
+        r.expect(200, &file.display().to_string());
+        let parts = multipart_parts(&r);
+        assert_eq!(parts.len(), want.len());
+        for (part, n) in parts.iter().zip((1..=want.len()).rev()) {
+            assert!(part.1 == want[n - 1], "{}: frame {n}", file.display());
+        }
+        let r = get_as(&format!("{inst}/metadata"), None);
+        r.expect(200, "variant metadata");
+        let rows = if file.ends_with("ct_deflated.dcm") {
+            128
+        } else {
+            64
+        };
+        assert_eq!(r.json()[0]["00280010"]["Value"][0], rows);
+        if file.ends_with("ct_deflated.dcm") {
+            let r = get_as(&format!("{inst}/bulkdata/7FE00010"), None);
+            r.expect(200, "deflated pixel data");
+            assert!(multipart_parts(&r)[0].1 == want[0]);
+        }
+    }
+
     // Bad frame lists and frames that do not exist.
     let us = instance_path("us_cine_jpeg.dcm");
     let many: Vec<String> = (1..=1001).map(|n| n.to_string()).collect();

@@ -6,6 +6,11 @@ the files that were stored.
     wado_metadata.py series BASE_URL STUDY_UID SERIES_UID
     wado_metadata.py frames FILE                          (pydicom's frames, hex)
     wado_metadata.py dwc_frames BASE_URL STUDY SERIES SOP LIST MEDIA_TYPE TRANSFER_SYNTAX
+    wado_metadata.py variants SAMPLE_DIR OUT_DIR
+
+`variants` writes encodings the sample set lacks, as new instances of its studies: the
+JPEG cine without a Basic Offset Table (one fragment per frame, then two), and a CT slice
+in Deflated Explicit VR Little Endian. One JSON line each: {"file", "study", "series", "sop"}.
 
 `compare` retrieves the study's metadata (retrieve_study_metadata), reads it with pydicom
 (Dataset.from_json) and compares every top-level attribute of each stored file with it:
@@ -181,6 +186,35 @@ def cmd_dwc_frames(base, study, series, sop, frame_list, media, ts):
         print(json.dumps({"frame": n, "hex": f.hex()}))
 
 
+def cmd_variants(sample_dir, out_dir):
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
+
+    def renew(ds, series=False):
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        if series:
+            ds.SeriesInstanceUID = generate_uid()
+
+    def done(ds, name):
+        path = os.path.join(out_dir, name)
+        ds.save_as(path, enforce_file_format=True)
+        print(json.dumps({"file": path, "study": str(ds.StudyInstanceUID),
+                          "series": str(ds.SeriesInstanceUID), "sop": str(ds.SOPInstanceUID)}))
+
+    cine = os.path.join(sample_dir, "us_cine_jpeg.dcm")
+    frames = frames_of(cine)
+    for name, per_frame in [("cine_no_bot.dcm", 1), ("cine_split.dcm", 2)]:
+        ds = pydicom.dcmread(cine)
+        renew(ds)
+        ds.PixelData = encapsulate(frames, fragments_per_frame=per_frame, has_bot=False)
+        done(ds, name)
+    ds = pydicom.dcmread(os.path.join(sample_dir, "ct_03.dcm"))
+    renew(ds, series=True)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    done(ds, "ct_deflated.dcm")
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "compare":
@@ -191,6 +225,8 @@ def main():
         cmd_frames(sys.argv[2])
     elif cmd == "dwc_frames":
         cmd_dwc_frames(*sys.argv[2:9])
+    elif cmd == "variants":
+        cmd_variants(sys.argv[2], sys.argv[3])
     else:
         sys.exit(f"unknown command {cmd}")
 
