@@ -1243,6 +1243,19 @@ mod tests {
             p.json["00100010"]["Value"],
             json!([{"Alphabetic": "Zhou^Guoqiang", "Ideographic": "周^国强"}])
         );
+        // Japanese with JIS X 0208 escapes (PS3.5 H.3.1).
+        let mut w = W::new(true, false);
+        w.elem(tags::SPECIFIC_CHARACTER_SET, b"CS", b"\\ISO 2022 IR 87")
+            .elem(
+                tags::PATIENT_NAME,
+                b"PN",
+                b"Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B=\x1b$B$d$^$@\x1b(B^\x1b$B$?$m$&\x1b(B ",
+            );
+        let jp = parse(&w).unwrap();
+        assert_eq!(
+            jp.json["00100010"]["Value"],
+            json!([{"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎", "Phonetic": "やまだ^たろう"}])
+        );
         let items = &p.json["00081110"]["Value"];
         assert_eq!(items[0]["00081030"]["Value"], json!(["头部"]));
         assert_eq!(items[1]["00081030"]["Value"], json!(["头"]));
