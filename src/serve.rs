@@ -164,9 +164,12 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
 
+    let (warm_tx, warm_rx) = tokio::sync::mpsc::channel(1024);
+    let warmer = tokio::spawn(metadata_warmer(archive.clone(), warm_rx, stop_rx.clone()));
     let sweeper = tokio::spawn(ready_sweeper(
         archive.index().clone(),
         settings.store().study_quiet_period(),
+        warm_tx,
         stop_rx.clone(),
     ));
     let scp = dicom_scp::run_with_tls(
@@ -191,6 +194,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     a.context("DICOM listener failed")?;
     b.context("HTTP server failed")?;
     let _ = sweeper.await;
+    let _ = warmer.await;
     // Audit trail: the application stopped (after the last store in flight).
     let event = application_event(&settings, EventType::ApplicationStop, &started);
     archive.audit_or_log(event).await;
@@ -275,8 +279,14 @@ async fn wait_for_signal() {
     }
 }
 
-/// Marks studies ready after their quiet period, writing the outbox events.
-async fn ready_sweeper(index: Index, quiet: Duration, mut stop: watch::Receiver<bool>) {
+/// Marks studies ready after their quiet period, writing the outbox events, and hands each
+/// ready study to the metadata warmer.
+async fn ready_sweeper(
+    index: Index,
+    quiet: Duration,
+    warm: tokio::sync::mpsc::Sender<String>,
+    mut stop: watch::Receiver<bool>,
+) {
     let every = (quiet / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         tokio::select! {
@@ -288,9 +298,42 @@ async fn ready_sweeper(index: Index, quiet: Duration, mut stop: watch::Receiver<
                 for s in ready {
                     tracing::info!(study = %s.study_instance_uid, instances = s.number_of_instances,
                         updated = s.updated, "study ready to read");
+                    // Best effort: when the warmer is behind, the first viewer builds it.
+                    let _ = warm.try_send(s.study_instance_uid);
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot mark studies ready"),
+        }
+    }
+}
+
+/// Builds the WADO-RS metadata cache of studies that became ready, one at a time, so that
+/// the first viewer to open a study does not wait for its objects to be read
+/// (`pacs_store::metadata`). Late instances are picked up when the study is ready again.
+async fn metadata_warmer(
+    archive: Archive,
+    mut studies: tokio::sync::mpsc::Receiver<String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let uid = tokio::select! {
+            uid = studies.recv() => match uid {
+                Some(uid) => uid,
+                None => return,
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let started = std::time::Instant::now();
+        let warmed = tokio::select! {
+            r = archive.warm_metadata(&uid) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match warmed {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(study = %uid, instances = n,
+                ms = started.elapsed().as_millis() as u64, "metadata cached"),
+            Err(e) => tracing::warn!(study = %uid, error = %e,
+                "cannot cache the study's metadata; it is built on first request"),
         }
     }
 }

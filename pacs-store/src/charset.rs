@@ -298,6 +298,25 @@ impl CharsetDecoder {
         }
     }
 
+    /// Decode every value of a (possibly multi-valued) PN element into its groups, in
+    /// order. An empty value gives an empty [`PersonName`].
+    pub fn decode_person_names(&self, bytes: &[u8]) -> Vec<PersonName> {
+        let text = self.decode(bytes, true);
+        let text = text.trim_end_matches([' ', '\0']);
+        text.split('\\')
+            .map(|value| {
+                let mut groups = value
+                    .splitn(3, '=')
+                    .map(|g| g.trim_end_matches([' ', '\0']).to_owned());
+                PersonName {
+                    alphabetic: groups.next().unwrap_or_default(),
+                    ideographic: groups.next().unwrap_or_default(),
+                    phonetic: groups.next().unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+
     fn decode(&self, bytes: &[u8], person_name: bool) -> String {
         // Fast path: plain ASCII without escapes reads the same in every supported set.
         if bytes.iter().all(|&b| b < 0x80 && b != 0x1B) {
@@ -767,5 +786,26 @@ mod tests {
             d.decode_text(b"\x1b$B\x30\x21\x30\nx"),
             "\u{4e9c}\u{fffd}\nx"
         );
+    }
+
+    /// Every value of a multi-valued PN, each in its groups: GBK trail bytes 0x5C are not
+    /// delimiters, and ISO 2022 escapes are reset at each value.
+    #[test]
+    fn multi_valued_person_names() {
+        let d = dec("GBK");
+        assert_eq!(
+            d.decode_person_names(b"Qian^Fen=\x9c\x5c^\x8a\x5e\\Li=\xc0\xee "),
+            vec![pn("Qian^Fen", "淺^奮", ""), pn("Li", "李", "")]
+        );
+        let d = dec("\\ISO 2022 IR 58");
+        assert_eq!(
+            d.decode_person_names(b"Zhou=\x1b$)A\xd6\xdc\\Wang=\x1b$)A\xcd\xf5"),
+            vec![pn("Zhou", "周", ""), pn("Wang", "王", "")]
+        );
+        assert_eq!(
+            dec("").decode_person_names(b"A\\\\B"),
+            vec![pn("A", "", ""), pn("", "", ""), pn("B", "", "")]
+        );
+        assert_eq!(dec("").decode_person_names(b""), vec![pn("", "", "")]);
     }
 }

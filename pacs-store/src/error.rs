@@ -43,6 +43,14 @@ pub enum StoreError {
 
     #[error("invalid value: {0}")]
     Invalid(String),
+
+    /// A stored object that does not read as what the index says it is.
+    #[error("damaged object: {0}")]
+    Corrupt(String),
+
+    /// Something valid that this archive cannot do (yet); the message says what.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl StoreError {

@@ -308,7 +308,7 @@ const IMPLICIT_LE: Enc = Enc {
 
 /// Explicit VR or not, from the registry's encoder for this transfer syntax: an explicit VR
 /// encoder writes the VR after the tag.
-fn is_explicit_vr(ts: &TransferSyntax) -> Option<bool> {
+pub(crate) fn is_explicit_vr(ts: &TransferSyntax) -> Option<bool> {
     let encoder = ts.encoder_for::<Vec<u8>>()?;
     let mut probe = Vec::with_capacity(12);
     encoder

@@ -11,6 +11,8 @@
 //! - [`index`]: the SQL index (SQLite or PostgreSQL), clinics and AE titles, the event
 //!   outbox, study readiness, group-committed inserts.
 //! - [`query`]: study/series/instance matching (PS3.4 C.2.2.2) for QIDO-RS and C-FIND.
+//! - [`metadata`]: stored instances as DICOM JSON (PS3.18 F.2), cached per instance, and
+//!   their frames and bulk values, for WADO-RS.
 //! - [`objects`]: the [`objects::ObjectStore`] port and its filesystem and S3 adapters.
 //! - [`check`]: integrity check and repair.
 //! - [`config`]: [`config::StoreConfig`] and how to open an [`archive::Archive`] from it.
@@ -34,6 +36,7 @@ pub mod config;
 pub mod error;
 pub mod header;
 pub mod index;
+pub mod metadata;
 pub mod objects;
 pub mod query;
 pub mod users;

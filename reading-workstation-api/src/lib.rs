@@ -10,9 +10,9 @@
 //! - `/api/admin/…`: users, tokens, clinics and AE titles, study assignments, audit search
 //!   ([`admin`]);
 //! - `GET /api/openapi.json`: the OpenAPI document of all of this ([`openapi`]);
-//! - `/dicom-web/…`: DICOMweb ([`dicomweb`]): QIDO-RS searches (HTTP Basic accepted
-//!   here); `GET /dicom-web/` says who the caller is. WADO-RS, STOW-RS, the worklist and
-//!   reports come later.
+//! - `/dicom-web/…`: DICOMweb ([`dicomweb`]): QIDO-RS searches, WADO-RS retrieve, metadata,
+//!   frames and bulk data (HTTP Basic accepted here); `GET /dicom-web/` says who the
+//!   caller is. STOW-RS, the worklist and reports come later.
 //!
 //! Every route but `/healthz` and the login needs credentials ([`auth::authenticate`]).
 //! Every response carries the security headers; errors are [`error::ApiError`], whose
@@ -131,6 +131,26 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/dicom-web/studies/{study}/series/{series}/instances/{instance}",
             get(dicomweb::wado::instance),
+        )
+        .route(
+            "/dicom-web/studies/{study}/metadata",
+            get(dicomweb::metadata::study),
+        )
+        .route(
+            "/dicom-web/studies/{study}/series/{series}/metadata",
+            get(dicomweb::metadata::series),
+        )
+        .route(
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}/metadata",
+            get(dicomweb::metadata::instance),
+        )
+        .route(
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+            get(dicomweb::frames::frames),
+        )
+        .route(
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}/bulkdata/{tag}",
+            get(dicomweb::frames::bulkdata),
         )
         .route(
             "/dicom-web/studies/{study}/series",

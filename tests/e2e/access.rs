@@ -362,6 +362,26 @@ fn access_matrix(backend: Backend) {
                 assert_eq!(r.body, r#"{"error":"no such study"}"#, "{who} {uid}");
             }
         }
+        // WADO-RS metadata and frames: the same scope, the same 404s.
+        for uid in studies {
+            let inst = format!("/dicom-web/studies/{uid}/series/{uid}.1/instances/{uid}.1.1");
+            for (path, missing) in [
+                (
+                    format!("/dicom-web/studies/{uid}/metadata"),
+                    "no such study",
+                ),
+                (format!("{inst}/metadata"), "no such instance"),
+                (format!("{inst}/frames/1"), "no such instance"),
+            ] {
+                let r = get(port, &path, &h);
+                if u.sees.contains(&uid) {
+                    r.expect(200, &format!("{who} {path}"));
+                } else {
+                    r.expect(404, &format!("{who} {path}"));
+                    assert_eq!(r.error(), missing, "{who} {path}");
+                }
+            }
+        }
         let r = get(port, "/dicom-web/instances?PatientID=P-100", &h);
         r.expect(200, &who);
         let p100 = u.sees.iter().filter(|s| **s != SOUTH_OTHER).count();
@@ -513,6 +533,7 @@ fn access_matrix(backend: Backend) {
         "/dicom-web/instances",
         &format!("/dicom-web/studies/{NORTH_STUDY}/series"),
         &format!("/dicom-web/studies/{NORTH_STUDY}"),
+        &format!("/dicom-web/studies/{NORTH_STUDY}/metadata"),
         &format!("/api/studies/{NORTH_STUDY}"),
         &format!("/api/studies/{GUESSED}"),
         "/api/me",
@@ -539,16 +560,17 @@ fn access_matrix(backend: Backend) {
     assert!(listed(&get(port, "/api/studies", &auth(1))).is_empty());
     get(port, &format!("/api/studies/{SOUTH_PRIOR}"), &auth(1)).expect(404, "prior after revoke");
 
-    // The audit trail: each study read by `sclin` (4 UIDs + 3 non-UIDs) is one 110103
-    // event, successes for the two South studies; each refused administration a security
-    // alert; the assignment and its revocation are recorded with the study.
+    // The audit trail: each study read by `sclin` (4 UIDs + 3 non-UIDs, and WADO-RS
+    // metadata of 4 studies and 4 instances) is one 110103 event, successes for the two
+    // South studies; each refused administration a security alert; the assignment and its
+    // revocation are recorded with the study.
     let audit = |q: &str| {
         let r = get(port, &format!("/api/admin/audit?{q}&limit=1000"), &boss);
         r.expect(200, q);
         r.json().as_array().unwrap().clone()
     };
     let reads = audit("user=sclin&event=110103");
-    assert_eq!(reads.len(), 7, "{reads:#?}");
+    assert_eq!(reads.len(), 15, "{reads:#?}");
     let ok: BTreeSet<&str> = reads
         .iter()
         .filter(|e| e["outcome"] == 0)

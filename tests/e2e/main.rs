@@ -23,6 +23,7 @@ mod store;
 mod stow;
 mod users;
 mod wado;
+mod wado_metadata;
 
 /// Declares a module `name` with tests `sqlite_files` and `postgres_s3` calling
 /// `name(Backend)`.

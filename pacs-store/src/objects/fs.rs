@@ -137,6 +137,56 @@ impl ObjectStore for FsObjectStore {
         Ok(Box::pin(stream))
     }
 
+    async fn get_range(
+        &self,
+        key: &ObjectKey,
+        start: u64,
+        len: u64,
+    ) -> Result<ByteStream, StoreError> {
+        use tokio::io::AsyncSeekExt;
+        let path = self.path_of(key)?;
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(e) => return Err(read_error(key, &path, e)),
+        };
+        if len > 0 {
+            file.seek(std::io::SeekFrom::Start(start))
+                .await
+                .map_err(|e| StoreError::io("cannot seek in object", &path, e))?;
+        }
+        // State: the file, the path and the bytes still to read; None after an error.
+        let stream = futures::stream::unfold(Some((file, path, len)), |state| async move {
+            let (mut file, path, left) = state?;
+            if left == 0 {
+                return None;
+            }
+            let want = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(STREAM_CHUNK);
+            let mut buf = BytesMut::with_capacity(want);
+            while buf.len() < want {
+                let mut limited = (&mut file).take((want - buf.len()) as u64);
+                match limited.read_buf(&mut buf).await {
+                    Ok(0) => {
+                        let e = std::io::Error::new(
+                            ErrorKind::UnexpectedEof,
+                            "the object ends before the requested range",
+                        );
+                        return Some((Err(StoreError::io("cannot read object", path, e)), None));
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        return Some((Err(StoreError::io("cannot read object", path, e)), None));
+                    }
+                }
+            }
+            let left = left - buf.len() as u64;
+            Some((Ok(buf.freeze()), Some((file, path, left))))
+        });
+        Ok(Box::pin(stream))
+    }
+
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
         let path = self.path_of(key)?;
         blocking(move || {

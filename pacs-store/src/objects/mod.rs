@@ -93,6 +93,19 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// The object as a stream of chunks.
     async fn get_stream(&self, key: &ObjectKey) -> Result<ByteStream, StoreError>;
 
+    /// `len` bytes of the object from byte `start`, as a stream of chunks (frames and bulk
+    /// data of WADO-RS: a few kilobytes out of a large object, without reading the rest).
+    /// A range that runs past the end of the object is an error, from the call or in the
+    /// stream (the index said the object holds those bytes, so the object is damaged); `len`
+    /// 0 is an empty stream. A missing object is [`StoreError::ObjectNotFound`] from the
+    /// call.
+    async fn get_range(
+        &self,
+        key: &ObjectKey,
+        start: u64,
+        len: u64,
+    ) -> Result<ByteStream, StoreError>;
+
     /// Removes the object; removing a missing object is not an error.
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
 

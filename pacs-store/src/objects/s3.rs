@@ -30,6 +30,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Uploads get `UPLOAD_BASE_TIMEOUT` plus the time to send the object at this rate.
 const UPLOAD_MIN_BYTES_PER_SEC: u64 = 1024 * 1024;
 const UPLOAD_BASE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest ranged GET of [`ObjectStore::get_range`] (rust-s3 buffers each one).
+const RANGE_CHUNK: u64 = 8 * 1024 * 1024;
 /// Listing page size.
 const LIST_PAGE: usize = 1000;
 const CONTENT_TYPE: &str = "application/dicom";
@@ -71,6 +73,7 @@ impl std::fmt::Debug for S3Config {
 }
 
 /// Objects stored in one S3 bucket under their key (`objects/…`).
+#[derive(Clone)]
 pub struct S3ObjectStore {
     bucket: Box<Bucket>,
     endpoint: String,
@@ -92,6 +95,32 @@ impl std::fmt::Debug for S3ObjectStore {
 
 impl S3ObjectStore {
     /// The key as stored in the bucket.
+    /// Up to [`RANGE_CHUNK`] bytes of the object from `at` (of the `left` wanted).
+    async fn range_chunk(&self, key: &ObjectKey, at: u64, left: u64) -> Result<Bytes, StoreError> {
+        let n = left.min(RANGE_CHUNK);
+        let last = at + n - 1;
+        let remote = self.remote(key);
+        let got = match with_timeout(
+            IDLE_TIMEOUT,
+            self.bucket.get_object_range(&remote, at, Some(last)),
+        )
+        .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(s3_error("download", key, e)),
+            Err(()) => return Err(timeout_error("download (range)", key, IDLE_TIMEOUT)),
+        };
+        let body = got.bytes().clone();
+        if body.len() as u64 != n {
+            return Err(StoreError::S3(format!(
+                "download {key}: asked for bytes {at}-{last}, got {} bytes (the object is \
+                 shorter than the index says)",
+                body.len()
+            )));
+        }
+        Ok(body)
+    }
+
     fn remote(&self, key: &ObjectKey) -> String {
         format!("{}{}", self.prefix, key)
     }
@@ -308,6 +337,41 @@ impl ObjectStore for S3ObjectStore {
                 )),
             }
         });
+        Ok(Box::pin(stream))
+    }
+
+    async fn get_range(
+        &self,
+        key: &ObjectKey,
+        start: u64,
+        len: u64,
+    ) -> Result<ByteStream, StoreError> {
+        // rust-s3 buffers a ranged GET: ask for RANGE_CHUNK bytes at a time, one request
+        // after the other as the consumer reads, so that memory stays at one chunk. The
+        // first one is made here, so that a missing object is an error before any byte.
+        if len == 0 {
+            return Ok(Box::pin(futures::stream::empty()));
+        }
+        let first = self.range_chunk(key, start, len).await?;
+        let n = first.len() as u64;
+        let this = self.clone();
+        let rest = futures::stream::unfold(Some((start + n, len - n, key.clone())), move |state| {
+            let this = this.clone();
+            async move {
+                let (at, left, key) = state?;
+                if left == 0 {
+                    return None;
+                }
+                match this.range_chunk(&key, at, left).await {
+                    Ok(chunk) => {
+                        let n = chunk.len() as u64;
+                        Some((Ok(chunk), Some((at + n, left - n, key))))
+                    }
+                    Err(e) => Some((Err(e), None)),
+                }
+            }
+        });
+        let stream = futures::stream::once(async move { Ok(first) }).chain(rest);
         Ok(Box::pin(stream))
     }
 

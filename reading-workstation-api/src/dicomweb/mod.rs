@@ -1,8 +1,11 @@
-//! DICOMweb (PS3.18) under `/dicom-web`: [`qido`] searches, [`wado`] retrieves,
-//! [`stow`] uploads, [`wado_uri`] single objects for older clients. Every service authenticates
+//! DICOMweb (PS3.18) under `/dicom-web`: [`qido`] searches, [`wado`] retrieves, [`metadata`]
+//! gives instances as DICOM JSON, [`frames`] their frames and bulk data, [`stow`] uploads,
+//! [`wado_uri`] single objects for older clients. Every service authenticates
 //! like the rest of the API (HTTP Basic also accepted here) and reads only through the
 //! access policy.
 
+pub mod frames;
+pub mod metadata;
 pub mod qido;
 pub mod stow;
 pub mod wado;
@@ -51,6 +54,18 @@ pub fn dicom_json(body: serde_json::Value) -> Response {
             (header::CACHE_CONTROL, "no-store"),
         ],
         body.to_string(),
+    )
+        .into_response()
+}
+
+/// A DICOM JSON answer already rendered as text (metadata from the cache), not to be cached.
+pub fn dicom_json_text(body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, DICOM_JSON),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
     )
         .into_response()
 }
