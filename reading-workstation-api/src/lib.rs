@@ -21,6 +21,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod openapi;
+pub mod render;
 pub mod studies;
 pub mod tls;
 
