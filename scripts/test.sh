@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or an old one:
-#   1. installs what the tests need when missing: dcmtk, PostgreSQL, OpenJPEG tools, curl,
-#      rsyslog with its TLS driver (Debian packages), pynetdicom + pydicom + dicomweb-client
-#      (PyPI), Garage (crates.io, built once and cached in ~/.cargo/bin: ~15-20 min the
-#      first time);
+#   1. installs what the build and tests need when missing: dcmtk, PostgreSQL, OpenJPEG
+#      tools, curl, cmake and g++ (CharLS, the JPEG-LS decoder of the rendering, is C++
+#      built by cmake), rsyslog with its TLS driver (Debian packages), pynetdicom + pydicom
+#      + dicomweb-client (PyPI), Garage (crates.io, built once and cached in ~/.cargo/bin:
+#      ~15-20 min the first time);
 #   2. starts a private PostgreSQL and a single-node Garage on free loopback ports;
 #   3. runs formatting and lint checks, then every test (unit, contract, end-to-end);
 #   4. stops what it started.
@@ -30,6 +31,8 @@ compgen -G "/usr/lib/*/rsyslog/lmnsd_gtls.so" >/dev/null || compgen -G "/usr/lib
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v cc >/dev/null || need_apt+=(build-essential)
+command -v cmake >/dev/null || need_apt+=(cmake)
+command -v g++ >/dev/null || need_apt+=(g++)
 if [[ ${#need_apt[@]} -gt 0 ]]; then
   log "installing Debian packages: ${need_apt[*]}"
   $SUDO apt-get update -qq

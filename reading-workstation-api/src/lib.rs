@@ -23,6 +23,7 @@ pub mod auth;
 pub mod dicomweb;
 pub mod error;
 pub mod openapi;
+pub mod render;
 pub mod studies;
 pub mod tls;
 
