@@ -146,6 +146,34 @@ pub fn router(state: ApiState) -> Router {
             get(dicomweb::metadata::instance),
         )
         .route(
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}/rendered",
+            get(dicomweb::rendered::instance),
+        )
+        .route(
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}/frames/{frames}/rendered",
+            get(dicomweb::rendered::frame),
+        )
+        .route(
+            "/dicom-web/studies/{study}/series/{series}/instances/{instance}/thumbnail",
+            get(dicomweb::rendered::instance_thumbnail),
+        )
+        .route(
+            "/dicom-web/studies/{study}/series/{series}/thumbnail",
+            get(dicomweb::rendered::series_thumbnail),
+        )
+        .route(
+            "/dicom-web/studies/{study}/thumbnail",
+            get(dicomweb::rendered::study_thumbnail),
+        )
+        .route(
+            "/dicom-web/studies/{study}/rendered",
+            get(dicomweb::rendered::not_offered),
+        )
+        .route(
+            "/dicom-web/studies/{study}/series/{series}/rendered",
+            get(dicomweb::rendered::not_offered),
+        )
+        .route(
             "/dicom-web/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
             get(dicomweb::frames::frames),
         )

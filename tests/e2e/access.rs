@@ -346,6 +346,14 @@ fn access_matrix(backend: Backend) {
                 assert_eq!(n > 0, u.sees.contains(&uid), "{who}: QIDO {uid}/{level}");
             }
         }
+        // Thumbnails (rendering): the same scope.
+        for uid in studies {
+            let r = get(port, &format!("/dicom-web/studies/{uid}/thumbnail"), &h);
+            r.expect(
+                if u.sees.contains(&uid) { 200 } else { 404 },
+                &format!("{who} thumbnail {uid}"),
+            );
+        }
         // WADO-RS retrieve: the same scope, and the same 404 for a guessed UID.
         for uid in studies {
             let accept = "multipart/related; type=\"application/dicom\"; transfer-syntax=*";
@@ -560,8 +568,8 @@ fn access_matrix(backend: Backend) {
     assert!(listed(&get(port, "/api/studies", &auth(1))).is_empty());
     get(port, &format!("/api/studies/{SOUTH_PRIOR}"), &auth(1)).expect(404, "prior after revoke");
 
-    // The audit trail: each study read by `sclin` (4 UIDs + 3 non-UIDs, and WADO-RS
-    // metadata of 4 studies and 4 instances) is one 110103 event, successes for the two
+    // The audit trail: each study read by `sclin` (4 UIDs + 3 non-UIDs, WADO-RS metadata of
+    // 4 studies and 4 instances, 2 thumbnails) is one 110103 event, successes for the two
     // South studies; each refused administration a security alert; the assignment and its
     // revocation are recorded with the study.
     let audit = |q: &str| {
@@ -570,7 +578,7 @@ fn access_matrix(backend: Backend) {
         r.json().as_array().unwrap().clone()
     };
     let reads = audit("user=sclin&event=110103");
-    assert_eq!(reads.len(), 15, "{reads:#?}");
+    assert_eq!(reads.len(), 17, "{reads:#?}");
     let ok: BTreeSet<&str> = reads
         .iter()
         .filter(|e| e["outcome"] == 0)

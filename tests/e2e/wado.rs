@@ -329,7 +329,7 @@ fn wado(backend: Backend) {
         (sop.clone(), "1.2.840.10008.1.2.1".to_owned())
     );
     for (query, status) in [
-        (format!("{uri}&contentType=image/jpeg"), 406),
+        (format!("{uri}&contentType=image/gif"), 406),
         (uri.replace("requestType=WADO", "requestType=XYZ"), 400),
         (uri.replace(&format!("&objectUID={sop}"), ""), 400),
         (uri.replace(&sop, "1.2.3.4.5"), 404),
@@ -355,3 +355,122 @@ fn wado(backend: Backend) {
 }
 
 per_backend!(wado);
+
+/// Rendered frames and thumbnails: JPEG by default, PNG on request, the window changes the
+/// picture, a frame beyond the end is 404, a PDF has no picture (406), and nothing outside
+/// the caller's scope is rendered.
+#[test]
+fn rendered_frames_and_thumbnails() {
+    let archive = TestArchive::new(Backend::SqliteFiles);
+    archive.add_clinic("Clinic A", "CLINIC_A_AE", None);
+    archive.add_clinic("Clinic B", "CLINIC_B_AE", None);
+    let dir = sample_dir();
+    archive.pacs_ok(&[
+        "import",
+        "--quiet",
+        "--clinic",
+        "Clinic A",
+        &dir.display().to_string(),
+    ]);
+    let tokens = runtime().block_on(async {
+        let a = archive.open().await;
+        let mut tokens = Vec::new();
+        for (name, clinic) in [("svc-a", "Clinic A"), ("svc-b", "Clinic B")] {
+            let u = Username::parse(name).unwrap();
+            a.index()
+                .create_user(&u, Role::Service, Some(clinic), &[], None)
+                .await
+                .unwrap();
+            let t = a.index().create_token(&u, "render", None).await.unwrap();
+            note_secret(&t.secret);
+            tokens.push(format!("Bearer {}", t.secret));
+        }
+        a.index().close().await;
+        tokens
+    });
+    let server = archive.start();
+    let port = server.http_port;
+    let a = [("Authorization", tokens[0].as_str())];
+    let b = [("Authorization", tokens[1].as_str())];
+    let path_of = |name: &str| {
+        let (st, se, sop, _) = identity(&dir.join(name));
+        (
+            format!("/dicom-web/studies/{st}/series/{se}/instances/{sop}"),
+            st,
+            se,
+        )
+    };
+    let (ct, ct_study, ct_series) = path_of("ct_01.dcm");
+    let r = get(port, &format!("{ct}/rendered"), &a);
+    r.expect(200, "rendered CT");
+    assert_eq!(r.headers("content-type"), ["image/jpeg"]);
+    assert!(r.raw.starts_with(&[0xFF, 0xD8]), "a JPEG");
+    let narrow = get(
+        port,
+        &format!("{ct}/rendered?window=40,80&accept=image/png"),
+        &a,
+    );
+    narrow.expect(200, "PNG, narrow window");
+    assert_eq!(narrow.headers("content-type"), ["image/png"]);
+    let wide = get(
+        port,
+        &format!("{ct}/rendered?window=40,4000&accept=image/png"),
+        &a,
+    );
+    assert!(
+        narrow.raw.starts_with(b"\x89PNG") && narrow.raw != wide.raw,
+        "the window shows"
+    );
+    let (us, ..) = path_of("us_cine_jpeg.dcm");
+    let f2 = get(port, &format!("{us}/frames/2/rendered"), &a);
+    f2.expect(200, "frame 2 of the cine");
+    let f1 = get(port, &format!("{us}/frames/1/rendered"), &a);
+    assert_ne!(f1.raw, f2.raw, "frames differ");
+    get(port, &format!("{us}/frames/11/rendered"), &a).expect(404, "frame 11 of 10");
+    get(port, &format!("{us}/frames/0/rendered"), &a).expect(400, "frame 0");
+    get(port, &format!("{ct}/rendered?window=abc"), &a).expect(400, "bad window");
+    get(
+        port,
+        &format!("{ct}/rendered"),
+        &[a[0], ("Accept", "image/gif")],
+    )
+    .expect(406, "gif");
+    let (pdf, ..) = path_of("doc_pdf.dcm");
+    get(port, &format!("{pdf}/rendered"), &a).expect(406, "a PDF has no picture");
+    for path in [
+        format!("/dicom-web/studies/{ct_study}/thumbnail"),
+        format!("/dicom-web/studies/{ct_study}/series/{ct_series}/thumbnail?viewport=64,64"),
+        format!("{ct}/thumbnail"),
+    ] {
+        let r = get(port, &path, &a);
+        r.expect(200, &path);
+        assert_eq!(r.headers("content-type"), ["image/jpeg"], "{path}");
+    }
+    get(port, &format!("/dicom-web/studies/{ct_study}/rendered"), &a).expect(406, "study rendered");
+    // WADO-URI's image content types render too.
+    let (st, se, sop, _) = identity(&dir.join("ct_01.dcm"));
+    let uri =
+        format!("/dicom-web/wado?requestType=WADO&studyUID={st}&seriesUID={se}&objectUID={sop}");
+    let r = get(
+        port,
+        &format!("{uri}&contentType=image/jpeg&windowCenter=40&windowWidth=400&rows=64"),
+        &a,
+    );
+    r.expect(200, "WADO-URI image/jpeg");
+    assert!(r.raw.starts_with(&[0xFF, 0xD8]));
+    get(
+        port,
+        &format!("{uri}&contentType=image/png&windowCenter=40"),
+        &a,
+    )
+    .expect(400, "half a window");
+    // Another clinic: nothing rendered, same 404 as an unknown instance.
+    get(port, &format!("{ct}/rendered"), &b).expect(404, "other clinic");
+    get(
+        port,
+        &format!("/dicom-web/studies/{ct_study}/thumbnail"),
+        &b,
+    )
+    .expect(404, "other clinic");
+    assert!(server.log().lines().all(|l| !l.contains("panicked")));
+}

@@ -1,5 +1,5 @@
 //! DICOMweb (PS3.18) under `/dicom-web`: [`qido`] searches, [`wado`] retrieves, [`metadata`]
-//! gives instances as DICOM JSON, [`frames`] their frames and bulk data, [`stow`] uploads,
+//! gives instances as DICOM JSON, [`frames`] their frames and bulk data, [`rendered`] frames as JPEG/PNG and thumbnails, [`stow`] uploads,
 //! [`wado_uri`] single objects for older clients. Every service authenticates
 //! like the rest of the API (HTTP Basic also accepted here) and reads only through the
 //! access policy.
@@ -7,6 +7,7 @@
 pub mod frames;
 pub mod metadata;
 pub mod qido;
+pub mod rendered;
 pub mod stow;
 pub mod wado;
 pub mod wado_uri;

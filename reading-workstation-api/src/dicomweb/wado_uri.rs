@@ -46,14 +46,21 @@ pub async fn get(
         uids.push(v.to_owned());
     }
     let content_type = value("contentType").unwrap_or("application/dicom");
-    if !content_type
-        .split(',')
-        .any(|t| t.trim() == "application/dicom" || t.trim() == "*/*")
+    let types: Vec<&str> = content_type.split(',').map(str::trim).collect();
+    if !types
+        .iter()
+        .any(|t| *t == "application/dicom" || *t == "*/*")
     {
+        if let Some(image) = types
+            .iter()
+            .find(|t| matches!(**t, "image/jpeg" | "image/png"))
+        {
+            return rendered(&state, &caller, &uids, image, &params).await;
+        }
         return Err(ApiError::new(
             StatusCode::NOT_ACCEPTABLE,
             format!(
-                "contentType {:?} is not available yet: ask for application/dicom",
+                "contentType {:?}: available are application/dicom, image/jpeg and image/png",
                 &content_type[..content_type.len().min(64)]
             ),
         ));
@@ -132,4 +139,65 @@ pub async fn get(
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res.into_response())
+}
+
+/// `contentType=image/jpeg|image/png`: the frame rendered (PS3.18 9.1.2: `frameNumber`,
+/// `windowCenter` with `windowWidth`, `rows`/`columns` as the largest size, `imageQuality`).
+async fn rendered(
+    state: &ApiState,
+    caller: &Caller,
+    uids: &[String],
+    media_type: &str,
+    params: &[(String, String)],
+) -> Result<Response, ApiError> {
+    let value = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let mut q = vec![format!("accept={media_type}")];
+    if let Some(f) = value("frameNumber") {
+        q.push(format!("frame={f}"));
+    }
+    match (value("windowCenter"), value("windowWidth")) {
+        (Some(c), Some(w)) => q.push(format!("window={c},{w}")),
+        (None, None) => {}
+        _ => {
+            return Err(ApiError::bad_request(
+                "windowCenter and windowWidth go together",
+            ));
+        }
+    }
+    if let Some(quality) = value("imageQuality") {
+        q.push(format!("quality={quality}"));
+    }
+    match (value("rows"), value("columns")) {
+        (None, None) => {}
+        (r, c) => q.push(format!(
+            "viewport={},{}",
+            c.or(r).unwrap_or_default(),
+            r.or(c).unwrap_or_default()
+        )),
+    }
+    // The values were percent-decoded already; re-encode the few characters that matter.
+    let query = q
+        .iter()
+        .map(|p| {
+            p.replace('%', "%25")
+                .replace('&', "%26")
+                .replace('+', "%2B")
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    let params = crate::render::RenderParams::from_query(&query, None)?;
+    let item = state
+        .archive
+        .index()
+        .retrievable(caller.scope(), &uids[0], Some(&uids[1]), Some(&uids[2]))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::not_found("no such object"))?;
+    super::rendered::render_item(state, caller, item, params).await
 }
