@@ -492,6 +492,7 @@ mod tests {
                     host: Some(HERE),
                     tls_only: false,
                     require_client_cert: true,
+                    port: Some(104),
                 },
             )
             .await
@@ -569,6 +570,7 @@ mod tests {
             host,
             tls_only,
             require_client_cert,
+            port: None,
         };
         let other: IpAddr = "10.1.2.3".parse().unwrap();
         let open = reg(None, false, false);
