@@ -175,12 +175,16 @@ fn wado(backend: Backend) {
     assert_eq!(multipart_parts(&r).len(), 1);
 
     // The default syntax: Explicit VR Little Endian. Stored so: as stored; big endian and
-    // implicit VR: transcoded; JPEG: 406 with what to ask for.
+    // implicit VR: re-encoded; JPEG, JPEG-LS, JPEG 2000, RLE: decoded. Another syntax than
+    // the stored one or Explicit VR Little Endian: 406 with what to ask for.
     for (name, outcome) in [
         ("ct_01.dcm", "as stored"),
         ("cr_big_endian.dcm", "transcoded"),
         ("sc_rgb_implicit.dcm", "transcoded"),
-        ("cr_jpeg_baseline.dcm", "refused"),
+        ("cr_jpeg_baseline.dcm", "decoded"),
+        ("mr_jpegls_01.dcm", "decoded"),
+        ("dx_j2k.dcm", "decoded"),
+        ("mg_rle.dcm", "decoded"),
     ] {
         let f = files.iter().find(|f| f.ends_with(name)).unwrap();
         let (study, series, sop, _) = identity(f);
@@ -194,44 +198,76 @@ fn wado(backend: Backend) {
                 &path,
                 &[("Authorization", bearer.as_str()), ("Accept", accept)],
             );
-            match outcome {
-                "refused" => {
-                    r.expect(406, name);
-                    assert!(r.error().contains("transfer-syntax=*"), "{}", r.error());
-                }
-                _ => {
-                    r.expect(200, name);
-                    let parts = multipart_parts(&r);
-                    let (got_sop, ts) = part_identity(&parts[0].1);
-                    assert_eq!(
-                        (got_sop.as_str(), ts.as_str()),
-                        (sop.as_str(), "1.2.840.10008.1.2.1")
-                    );
-                    let stored = archive.stored(&sop).unwrap();
-                    assert_eq!(
-                        stored.whole == parts[0].1,
-                        outcome == "as stored",
-                        "{name}: {outcome}"
-                    );
-                    if outcome == "transcoded" {
-                        // Same data set, other encoding: the scanner reads the same identity.
-                        let tmp = archive.data_dir().join(format!("transcoded-{name}"));
-                        std::fs::write(&tmp, &parts[0].1).unwrap();
-                        let (s2, se2, sop2, ts2) = identity(&tmp);
-                        assert_eq!(
-                            (s2, se2, sop2, ts2.as_str()),
-                            (
-                                study.clone(),
-                                series.clone(),
-                                sop.clone(),
-                                "1.2.840.10008.1.2.1"
-                            )
-                        );
-                    }
-                }
+            r.expect(200, name);
+            let parts = multipart_parts(&r);
+            let (got_sop, ts) = part_identity(&parts[0].1);
+            assert_eq!(
+                (got_sop.as_str(), ts.as_str()),
+                (sop.as_str(), "1.2.840.10008.1.2.1")
+            );
+            let stored = archive.stored(&sop).unwrap();
+            assert_eq!(
+                stored.whole == parts[0].1,
+                outcome == "as stored",
+                "{name}: {outcome}"
+            );
+            if outcome == "decoded" {
+                // Native pixel data now: Rows × Columns × samples × bytes.
+                let whole = &parts[0].1;
+                let tmp = archive.data_dir().join(format!("decoded-{name}"));
+                std::fs::write(&tmp, whole).unwrap();
+                let mut f = std::fs::File::open(&tmp).unwrap();
+                let meta = pacs_store::header::read_file_meta(&mut f).unwrap();
+                let a = pacs_store::header::scan_complete_file(
+                    std::fs::File::open(&tmp).unwrap(),
+                    meta.dataset_offset,
+                    &meta.transfer_syntax_uid,
+                )
+                .unwrap();
+                assert_eq!(a.sop_instance_uid, sop);
+                let (rows, cols) = (a.rows.unwrap() as usize, a.columns.unwrap() as usize);
+                assert!(
+                    whole.len() > rows * cols,
+                    "{name}: {} bytes for {rows}×{cols} pixels",
+                    whole.len()
+                );
+            }
+            if outcome == "transcoded" {
+                // Same data set, other encoding: the scanner reads the same identity.
+                let tmp = archive.data_dir().join(format!("transcoded-{name}"));
+                std::fs::write(&tmp, &parts[0].1).unwrap();
+                let (s2, se2, sop2, ts2) = identity(&tmp);
+                assert_eq!(
+                    (s2, se2, sop2, ts2.as_str()),
+                    (
+                        study.clone(),
+                        series.clone(),
+                        sop.clone(),
+                        "1.2.840.10008.1.2.1"
+                    )
+                );
             }
         }
     }
+
+    let f = files
+        .iter()
+        .find(|f| f.ends_with("cr_jpeg_baseline.dcm"))
+        .unwrap();
+    let (st, se, sop, _) = identity(f);
+    let r = get(
+        port,
+        &format!("/dicom-web/studies/{st}/series/{se}/instances/{sop}"),
+        &[
+            ("Authorization", bearer.as_str()),
+            (
+                "Accept",
+                "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.70",
+            ),
+        ],
+    );
+    r.expect(406, "JPEG baseline as JPEG lossless");
+    assert!(r.error().contains("transfer-syntax=*"), "{}", r.error());
 
     // dicomweb-client retrieves a study with a JPEG-LS series as stored: same instances,
     // same pixel data as the files.

@@ -6,9 +6,11 @@
 //! Transfer syntax, from the `Accept` header's `transfer-syntax` parameter:
 //! - `*`: each instance exactly as stored — the bytes the modality sent;
 //! - absent: Explicit VR Little Endian, PS3.18's default; a UID: that syntax. An instance
-//!   stored in it is sent as stored; one stored in another uncompressed syntax (implicit
-//!   VR, big endian, deflate) is transcoded; a compressed one cannot be (no lossless
-//!   re-encoder here) and the request is 406 naming the stored syntax and what to ask for.
+//!   stored in it is sent as stored; for Explicit VR Little Endian, one stored in another
+//!   uncompressed syntax (implicit VR, big endian, deflate) is re-encoded and a compressed
+//!   one is decoded (`render::decompress_to_explicit_le`, with the rendering's checks). Any
+//!   other syntax is 406 naming the stored one and what to ask for. A part that cannot be
+//!   decoded ends the stream (logged): it was already promised in the answer's head.
 //!
 //! Nothing outside the caller's scope is sent, and an empty result is 404 "no such study"
 //! whether it does not exist or is not the caller's. Each retrieve is audited before the
@@ -130,12 +132,18 @@ async fn retrieve(
             {
                 Send::ExplicitLittleEndian
             }
+            Wanted::Syntax(ts)
+                if ts == EXPLICIT_VR_LE && item.size_bytes <= MAX_TRANSCODE_BYTES =>
+            {
+                // Compressed: decoded (render::decompress_to_explicit_le).
+                Send::Decompressed
+            }
             Wanted::Syntax(ts) => {
                 return Err(ApiError::new(
                     StatusCode::NOT_ACCEPTABLE,
                     format!(
                         "instance {} is stored as {} and cannot be sent as {ts}: ask for \
-                         transfer-syntax=* (as stored) or transfer-syntax={}",
+                         transfer-syntax=* (as stored), transfer-syntax={} or {EXPLICIT_VR_LE}",
                         item.sop_instance_uid, item.transfer_syntax_uid, item.transfer_syntax_uid
                     ),
                 ));
@@ -176,7 +184,7 @@ async fn retrieve(
         async move {
             let ts = match send_as {
                 Send::AsStored => item.transfer_syntax_uid.clone(),
-                Send::ExplicitLittleEndian => EXPLICIT_VR_LE.to_owned(),
+                Send::ExplicitLittleEndian | Send::Decompressed => EXPLICIT_VR_LE.to_owned(),
             };
             let head = Bytes::from(format!(
                 "--{boundary}\r\nContent-Type: application/dicom; transfer-syntax={ts}\r\n\
@@ -196,6 +204,20 @@ async fn retrieve(
                     let out = tokio::task::spawn_blocking(move || to_explicit_le(&whole))
                         .await
                         .map_err(io_error)??;
+                    stream::once(async move { Ok(Bytes::from(out)) }).boxed()
+                }
+                Send::Decompressed => {
+                    let whole = objects.get(&key).await.map_err(io_error)?;
+                    let sop = item.sop_instance_uid.clone();
+                    let out = tokio::task::spawn_blocking(move || {
+                        crate::render::decompress_to_explicit_le(&whole)
+                    })
+                    .await
+                    .map_err(io_error)?
+                    .map_err(|e| {
+                        tracing::warn!(%sop, error = %e, "WADO-RS: cannot decompress an instance");
+                        io_error(e)
+                    })?;
                     stream::once(async move { Ok(Bytes::from(out)) }).boxed()
                 }
             };
@@ -225,7 +247,10 @@ async fn retrieve(
 #[derive(Debug, Clone, Copy)]
 enum Send {
     AsStored,
+    /// Uncompressed in another syntax: re-encoded.
     ExplicitLittleEndian,
+    /// Compressed: pixel data decoded, then re-encoded.
+    Decompressed,
 }
 
 fn io_error(e: impl std::fmt::Display) -> std::io::Error {
@@ -279,7 +304,6 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Wanted, ApiError> {
     if values.is_empty() {
         return Ok(Wanted::Syntax(EXPLICIT_VR_LE.into()));
     }
-    let mut saw_any = false;
     for range in values.iter().flat_map(|v| v.split(',')) {
         let mut parts = range.split(';').map(str::trim);
         let media = parts.next().unwrap_or("").to_ascii_lowercase();
@@ -297,10 +321,7 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Wanted, ApiError> {
         }
         let ok = match media.as_str() {
             "multipart/related" => ty.as_deref().is_none_or(|t| t == "application/dicom"),
-            "*/*" | "multipart/*" => {
-                saw_any = true;
-                true
-            }
+            "*/*" | "multipart/*" => true,
             _ => false,
         };
         if !ok {
@@ -315,7 +336,6 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Wanted, ApiError> {
             )),
         };
     }
-    let _ = saw_any;
     Err(ApiError::new(
         StatusCode::NOT_ACCEPTABLE,
         "instances are sent as multipart/related; type=\"application/dicom\" \

@@ -203,6 +203,49 @@ pub fn thumbnail(object: &[u8], size: u32) -> Result<Rendered, RenderError> {
     )
 }
 
+/// The most pixel data bytes [`decompress_to_explicit_le`] produces for one object.
+pub const MAX_DECOMPRESSED_BYTES: u128 = 1 << 30;
+
+/// The whole object with its pixel data decoded and re-encoded in Explicit VR Little
+/// Endian (WADO-RS's default transfer syntax), for clients that cannot decode the stored
+/// compression. The same checks as rendering run on every frame first, and the decoders
+/// run under `catch_unwind`. RLE with a YBR photometric interpretation is refused
+/// ([`RenderError::Unsupported`]): dicom-pixeldata 0.10 labels it RGB without converting
+/// it (see `color.rs`), which would be a wrong picture, not an error.
+pub fn decompress_to_explicit_le(object: &[u8]) -> Result<Vec<u8>, RenderError> {
+    use dicom_pixeldata::Transcode;
+    let mut obj = guard::open(object)?;
+    let info = guard::image_info(&obj)?;
+    if info.transfer_syntax == "1.2.840.10008.1.2.5"
+        && matches!(
+            info.photometric,
+            Photometric::YbrFull | Photometric::YbrFull422
+        )
+    {
+        return Err(RenderError::Unsupported(
+            "RLE with YBR colour cannot be decoded correctly here: ask for the stored syntax"
+                .into(),
+        ));
+    }
+    let total = info.native_frame_bits() / 8 * u128::from(info.frames);
+    if total > MAX_DECOMPRESSED_BYTES {
+        return Err(RenderError::TooLarge(format!(
+            "the decoded pixel data would be {total} bytes (at most {MAX_DECOMPRESSED_BYTES})"
+        )));
+    }
+    for index in 0..info.frames {
+        guard::check_pixel_data(&obj, &info, index)?;
+    }
+    no_panic(1, move || {
+        obj.transcode(&dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased())
+            .map_err(|e| RenderError::Undecodable(format!("cannot decode the pixel data: {e}")))?;
+        let mut out = Vec::new();
+        obj.write_all(&mut out)
+            .map_err(|e| RenderError::Internal(format!("cannot write the decoded object: {e}")))?;
+        Ok(out)
+    })
+}
+
 #[derive(Debug, Clone, Copy)]
 enum FrameChoice {
     /// 1-based.
