@@ -510,3 +510,86 @@ fn rendered_frames_and_thumbnails() {
     .expect(404, "other clinic");
     assert!(server.log().lines().all(|l| !l.contains("panicked")));
 }
+
+/// Frames of losslessly compressed instances asked as uncompressed octet-stream (what a
+/// client that cannot decode asks for) are decoded, and equal dcmtk's own decoding
+/// (dcmdjpls, dcmdjpeg) of the same files.
+#[test]
+fn compressed_frames_decoded_on_request() {
+    let archive = TestArchive::new(Backend::SqliteFiles);
+    archive.add_clinic("Clinic A", "CLINIC_A_AE", None);
+    let dir = sample_dir();
+    archive.pacs_ok(&[
+        "import",
+        "--quiet",
+        "--clinic",
+        "Clinic A",
+        &dir.display().to_string(),
+    ]);
+    let token = runtime().block_on(async {
+        let a = archive.open().await;
+        let u = Username::parse("svc-a").unwrap();
+        a.index()
+            .create_user(&u, Role::Service, Some("Clinic A"), &[], None)
+            .await
+            .unwrap();
+        let t = a.index().create_token(&u, "frames", None).await.unwrap();
+        note_secret(&t.secret);
+        a.index().close().await;
+        format!("Bearer {}", t.secret)
+    });
+    let server = archive.start();
+    let work = tempfile::tempdir().unwrap();
+    for (name, tool) in [
+        ("mr_jpegls_01.dcm", "dcmdjpls"),
+        ("dx_jpeg_lossless.dcm", "dcmdjpeg"),
+    ] {
+        let src = dir.join(name);
+        let out = work.path().join(name);
+        let mut c = dcmtk(tool);
+        c.arg(&src).arg(&out);
+        let done = run_bounded(c, std::time::Duration::from_secs(60));
+        assert!(done.status.success(), "{tool}: {done:?}");
+        let reference = std::fs::read(&out).unwrap();
+        let (st, se, sop, _) = identity(&src);
+        let r = get(
+            server.http_port,
+            &format!("/dicom-web/studies/{st}/series/{se}/instances/{sop}/frames/1"),
+            &[
+                ("Authorization", token.as_str()),
+                (
+                    "Accept",
+                    "multipart/related; type=\"application/octet-stream\"",
+                ),
+            ],
+        );
+        r.expect(200, name);
+        let parts = multipart_parts(&r);
+        assert_eq!(parts.len(), 1);
+        assert!(
+            parts[0]
+                .0
+                .contains("application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"),
+            "{}",
+            parts[0].0
+        );
+        let frame = &parts[0].1;
+        // A whole frame: Rows × Columns 16-bit samples.
+        let mut f = std::fs::File::open(&src).unwrap();
+        let meta = pacs_store::header::read_file_meta(&mut f).unwrap();
+        let attrs = pacs_store::header::scan_complete_file(
+            std::fs::File::open(&src).unwrap(),
+            meta.dataset_offset,
+            &meta.transfer_syntax_uid,
+        )
+        .unwrap();
+        let pixels = (attrs.rows.unwrap() * attrs.columns.unwrap()) as usize;
+        assert_eq!(frame.len(), pixels * 2, "{name}");
+        // dcmtk's output ends with the Pixel Data value (even length).
+        assert!(
+            reference.ends_with(frame),
+            "{name}: {} decoded bytes differ from {tool}'s",
+            frame.len()
+        );
+    }
+}

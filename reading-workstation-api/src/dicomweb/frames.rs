@@ -14,8 +14,10 @@
 //!   when the `Accept` allows it: `transfer-syntax=*` (what Cornerstone's WADO-RS loader
 //!   sends: `multipart/related; type=application/octet-stream; transfer-syntax=*`), that
 //!   media type (with or without the syntax), or `image/*`. Asking only for uncompressed
-//!   frames of a compressed instance is 406 naming what to ask for: nothing here decodes
-//!   pixel data. Video syntaxes (MPEG-2/4, HEVC) have no separate frames: 406.
+//!   frames of a compressed instance (`application/octet-stream` with no syntax or Explicit
+//!   VR Little Endian, or no `Accept`) gets them decoded by `crate::render::
+//!   decode_frame_native` (the rendering's checks first; RLE with YBR colour: 501). Video
+//!   syntaxes (MPEG-2/4, HEVC) have no separate frames: 406.
 //!
 //! Every part carries `Content-Type: <type>; transfer-syntax=<uid>` (a client needs the
 //! syntax: `image/jpeg` alone would say baseline for a lossless frame) and a
@@ -180,6 +182,8 @@ pub struct Representation {
     pub media: &'static str,
     pub transfer_syntax: String,
     pub single: bool,
+    /// Compressed frames decoded to uncompressed bytes (the client accepts nothing else).
+    pub decode: bool,
 }
 
 /// The first acceptable representation of frames stored in `stored_ts` (`compressed`: an
@@ -228,6 +232,25 @@ pub fn choose(
                 media,
                 transfer_syntax: ts.to_owned(),
                 single: a.single,
+                decode: false,
+            });
+        }
+    }
+    // Compressed, but the client takes uncompressed octet-stream only: decoded frames.
+    if compressed {
+        let wants_native = |a: &&Accepted| {
+            (a.media == OCTET_STREAM || a.media == "*/*" || a.media == "application/*")
+                && a.transfer_syntax
+                    .as_deref()
+                    .is_none_or(|t| t == EXPLICIT_VR_LE || t == IMPLICIT_VR_LE)
+                && !(a.single && count != 1)
+        };
+        if let Some(a) = accepted.iter().find(wants_native) {
+            return Ok(Representation {
+                media: OCTET_STREAM,
+                transfer_syntax: EXPLICIT_VR_LE.to_owned(),
+                single: a.single,
+                decode: true,
             });
         }
     }
@@ -390,6 +413,9 @@ async fn send_frames(
     let stored = inst.item.transfer_syntax_uid.as_str();
     let compressed = px.length.is_none() && stored != ENCAPSULATED_UNCOMPRESSED;
     let rep = choose(accepted, stored, compressed, numbers.len())?;
+    if rep.decode {
+        return send_decoded(state, caller, &rep, inst, numbers, what).await;
+    }
     let plan = state.archive.frame_plan(&inst).await.map_err(frame_error)?;
     audit_transfer(
         state,
@@ -429,6 +455,51 @@ async fn send_frames(
         }
     });
     multipart(rep.media, &part_type, frames.boxed())
+}
+
+/// Compressed frames decoded (`crate::render::decode_frame_native`, with the rendering's
+/// checks) for a client that accepts uncompressed frames only.
+async fn send_decoded(
+    state: &ApiState,
+    caller: &Caller,
+    rep: &Representation,
+    inst: InstanceMetadata,
+    numbers: Vec<u32>,
+    what: &str,
+) -> Result<Response, ApiError> {
+    audit_transfer(
+        state,
+        caller,
+        &inst,
+        format!(
+            "WADO-RS {what} {} decoded to {}; transfer-syntax={}",
+            list_text(&numbers),
+            rep.media,
+            rep.transfer_syntax
+        ),
+    )
+    .await?;
+    let key = pacs_store::objects::ObjectKey::parse(&inst.item.object_key)?;
+    let object = state.archive.objects().get(&key).await?;
+    let wanted = numbers.clone();
+    let decoded = tokio::task::spawn_blocking(move || {
+        wanted
+            .iter()
+            .map(|n| crate::render::decode_frame_native(&object, *n))
+            .collect::<Result<Vec<Vec<u8>>, _>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal("frame decoding task", &e))??;
+    let part_type = format!("{}; transfer-syntax={}", rep.media, rep.transfer_syntax);
+    if rep.single {
+        let bytes = decoded.into_iter().next().unwrap_or_default();
+        return Ok(single_part(&part_type, bytes::Bytes::from(bytes)));
+    }
+    let uri = inst.uri();
+    let parts = numbers.into_iter().zip(decoded).map(move |(n, bytes)| {
+        Ok::<_, std::io::Error>((format!("{uri}/frames/{n}"), bytes::Bytes::from(bytes)))
+    });
+    multipart(rep.media, &part_type, stream::iter(parts).boxed())
 }
 
 fn list_text(numbers: &[u32]) -> String {
@@ -621,11 +692,20 @@ mod tests {
                 "{v}"
             );
         }
-        // Uncompressed only, for compressed data: 406; image types for native data: 406.
+        // Uncompressed only, for compressed data: decoded frames.
         for v in [
             "multipart/related; type=\"application/octet-stream\"",
             "multipart/related; type=\"application/octet-stream\"; transfer-syntax=1.2.840.10008.1.2.1",
             "*/*",
+        ] {
+            assert_eq!(
+                media(v, JPEG_LOSSLESS, true, 1),
+                Ok((format!("application/octet-stream; {EXPLICIT_VR_LE}"), false)),
+                "{v}"
+            );
+        }
+        // Another compressed type than the stored one: 406; image types for native data: 406.
+        for v in [
             "multipart/related; type=\"image/jls\"",
             "multipart/related; type=\"image/jpeg\"; transfer-syntax=1.2.840.10008.1.2.4.50",
         ] {
@@ -643,7 +723,7 @@ mod tests {
         // No Accept: PS3.18's default, uncompressed octet-stream.
         let none = accepted(&HeaderMap::new()).unwrap();
         assert!(choose(&none, EXPLICIT_VR_LE, false, 3).is_ok());
-        assert!(choose(&none, JPEG, true, 1).is_err());
+        assert!(choose(&none, JPEG, true, 1).is_ok_and(|r| r.decode));
         // Single part for one frame only; q=0 is a refusal.
         assert_eq!(
             media("image/jls", JLS, true, 1),

@@ -246,6 +246,41 @@ pub fn decompress_to_explicit_le(object: &[u8]) -> Result<Vec<u8>, RenderError> 
     })
 }
 
+/// Frame `frame` (1-based) decoded to its uncompressed bytes (little endian, colour as
+/// RGB), for WADO-RS frames asked as `application/octet-stream` of a compressed instance.
+/// The rendering's checks run first and the decoder runs under `catch_unwind`; RLE with
+/// YBR colour is refused as in [`decompress_to_explicit_le`].
+pub fn decode_frame_native(object: &[u8], frame: u32) -> Result<Vec<u8>, RenderError> {
+    use dicom_pixeldata::PixelDecoder as _;
+    let obj = guard::open(object)?;
+    let info = guard::image_info(&obj)?;
+    if frame == 0 || frame > info.frames {
+        return Err(RenderError::NotFound(format!(
+            "frame {frame} of {}",
+            info.frames
+        )));
+    }
+    if info.transfer_syntax == "1.2.840.10008.1.2.5"
+        && matches!(
+            info.photometric,
+            Photometric::YbrFull | Photometric::YbrFull422
+        )
+    {
+        return Err(RenderError::Unsupported(
+            "RLE with YBR colour cannot be decoded correctly here: ask for the stored syntax"
+                .into(),
+        ));
+    }
+    let index = frame - 1;
+    guard::check_pixel_data(&obj, &info, index)?;
+    no_panic(frame, || {
+        let decoded = obj
+            .decode_pixel_data_frame(index)
+            .map_err(|e| RenderError::Undecodable(format!("frame {frame}: {e}")))?;
+        Ok(decoded.data().to_vec())
+    })
+}
+
 #[derive(Debug, Clone, Copy)]
 enum FrameChoice {
     /// 1-based.
