@@ -40,6 +40,76 @@ pub(crate) struct Counts {
     pub(crate) completed: u16,
     pub(crate) failed: u16,
     pub(crate) warning: u16,
+    /// The SOP Instance UIDs of the failed sub-operations.
+    pub(crate) failed_uids: Vec<String>,
+}
+
+impl Counts {
+    /// Before the first of `total` sub-operations.
+    pub(crate) fn new(total: usize) -> Counts {
+        Counts {
+            remaining: total.min(u16::MAX as usize) as u16,
+            completed: 0,
+            failed: 0,
+            warning: 0,
+            failed_uids: Vec::new(),
+        }
+    }
+
+    /// Counts one sub-operation of `service` (C-GET, C-MOVE) for `sop`: the peer's
+    /// C-STORE-RSP status, or why it could not be done.
+    pub(crate) fn record(&mut self, service: &str, sop: &str, outcome: Result<u16, String>) {
+        match outcome {
+            Ok(st) if st == status::SUCCESS => self.completed += 1,
+            Ok(st) if (0xB000..=0xBFFF).contains(&st) => self.warning += 1,
+            Ok(st) => {
+                tracing::info!(%sop, status = format!("{st:#06X}"), "{service} sub-operation refused by the peer");
+                self.failed += 1;
+                self.failed_uids.push(sop.to_owned());
+            }
+            Err(why) => {
+                tracing::info!(%sop, reason = %why, "{service} sub-operation failed");
+                self.failed += 1;
+                self.failed_uids.push(sop.to_owned());
+            }
+        }
+    }
+
+    /// The final status (PS3.4 C.4.2.1.5, C.4.3.1.4): cancelled, all failed, some failed
+    /// or warned, or success.
+    pub(crate) fn final_status(&self, cancelled: bool) -> u16 {
+        if cancelled {
+            0xFE00
+        } else if self.failed > 0 && self.completed + self.warning == 0 {
+            0xA702
+        } else if self.failed > 0 || self.warning > 0 {
+            status::WARNING_COERCION
+        } else {
+            status::SUCCESS
+        }
+    }
+}
+
+/// The C-STORE-RQ of a sub-operation; for C-MOVE with the Move Originator (AE title and the
+/// C-MOVE-RQ's message ID).
+pub(crate) fn store_rq(
+    item: &Retrievable,
+    message_id: u16,
+    originator: Option<(&str, u16)>,
+) -> Vec<u8> {
+    let mut b = CommandBuilder::new()
+        .uid(tags::AFFECTED_SOP_CLASS_UID, &item.sop_class_uid)
+        .us(tags::COMMAND_FIELD, command_field::C_STORE_RQ)
+        .us(tags::MESSAGE_ID, message_id)
+        .us(tags::PRIORITY, 0)
+        .us(tags::COMMAND_DATA_SET_TYPE, 0x0000)
+        .uid(tags::AFFECTED_SOP_INSTANCE_UID, &item.sop_instance_uid);
+    if let Some((ae, id)) = originator {
+        b = b
+            .lo(tags::MOVE_ORIGINATOR_APPLICATION_ENTITY_TITLE, ae)
+            .us(tags::MOVE_ORIGINATOR_MESSAGE_ID, id);
+    }
+    b.build()
 }
 
 /// Serves one C-GET-RQ whose identifier is `identifier` (presentation context `pc`).
@@ -86,13 +156,7 @@ pub async fn serve<S: Transport>(
             return link.send_command(pc, rsp).await.map_err(|e| e.to_string());
         }
     }
-    let mut counts = Counts {
-        remaining: items.len().min(u16::MAX as usize) as u16,
-        completed: 0,
-        failed: 0,
-        warning: 0,
-    };
-    let mut failed_uids = Vec::new();
+    let mut counts = Counts::new(items.len());
     let mut cancelled = false;
     let mut message_id = cmd.message_id.wrapping_add(1);
     for item in &items {
@@ -116,20 +180,7 @@ pub async fn serve<S: Transport>(
                 send_one(item, spc, message_id, pc, archive, link, &mut cancelled).await?
             }
         };
-        match outcome {
-            Ok(st) if st == status::SUCCESS => counts.completed += 1,
-            Ok(st) if (0xB000..=0xBFFF).contains(&st) => counts.warning += 1,
-            Ok(st) => {
-                tracing::info!(sop = %item.sop_instance_uid, status = format!("{st:#06X}"), "C-GET sub-operation refused by the peer");
-                counts.failed += 1;
-                failed_uids.push(item.sop_instance_uid.clone());
-            }
-            Err(why) => {
-                tracing::info!(sop = %item.sop_instance_uid, reason = %why, "C-GET sub-operation failed");
-                counts.failed += 1;
-                failed_uids.push(item.sop_instance_uid.clone());
-            }
-        }
+        counts.record("C-GET", &item.sop_instance_uid, outcome);
         if counts.remaining > 0 && !cancelled {
             let rsp = counts_response(
                 cmd,
@@ -143,16 +194,8 @@ pub async fn serve<S: Transport>(
                 .map_err(|e| e.to_string())?;
         }
     }
-    let final_status = if cancelled {
-        0xFE00
-    } else if counts.failed > 0 && counts.completed + counts.warning == 0 {
-        0xA702
-    } else if counts.failed > 0 || counts.warning > 0 {
-        status::WARNING_COERCION
-    } else {
-        status::SUCCESS
-    };
-    let with_list = !failed_uids.is_empty();
+    let final_status = counts.final_status(cancelled);
+    let with_list = !counts.failed_uids.is_empty();
     let rsp = counts_response(
         cmd,
         command_field::C_GET_RSP,
@@ -168,7 +211,7 @@ pub async fn serve<S: Transport>(
         id.put(DataElement::new(
             Tag(0x0008, 0x0058),
             VR::UI,
-            PrimitiveValue::Strs(failed_uids.into()),
+            PrimitiveValue::Strs(std::mem::take(&mut counts.failed_uids).into()),
         ));
         let ts = TransferSyntaxRegistry
             .get(&context.transfer_syntax)
@@ -303,14 +346,7 @@ async fn send_one<S: Transport>(
         }
     };
     let dataset = bytes.slice((item.dataset_offset as usize).min(bytes.len())..);
-    let rq = CommandBuilder::new()
-        .uid(tags::AFFECTED_SOP_CLASS_UID, &item.sop_class_uid)
-        .us(tags::COMMAND_FIELD, command_field::C_STORE_RQ)
-        .us(tags::MESSAGE_ID, message_id)
-        .us(tags::PRIORITY, 0)
-        .us(tags::COMMAND_DATA_SET_TYPE, 0x0000)
-        .uid(tags::AFFECTED_SOP_INSTANCE_UID, &item.sop_instance_uid)
-        .build();
+    let rq = store_rq(item, message_id, None);
     link.send_command(pc, rq).await.map_err(|e| e.to_string())?;
     link.send_data(pc, dataset.to_vec())
         .await

@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use dicom_dictionary_std::{tags, uids};
+use dicom_dictionary_std::uids;
 use dicom_ul::ClientAssociationOptions;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
 use pacs_store::ae_title::AeTitle;
@@ -25,8 +25,8 @@ use pacs_store::objects::ObjectKey;
 use pacs_store::query::Retrievable;
 
 use crate::association::{Established, PduStream, Transport};
-use crate::dimse::{self, CommandBuilder, command_field, status};
-use crate::get::{Counts, counts_response, event, select};
+use crate::dimse::{self, command_field, status};
+use crate::get::{Counts, counts_response, event, select, store_rq};
 
 /// How long connecting to and negotiating with a destination may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -87,12 +87,7 @@ pub async fn serve<S: Transport>(
             return link.send_command(pc, rsp).await.map_err(|e| e.to_string());
         }
     };
-    let mut counts = Counts {
-        remaining: items.len().min(u16::MAX as usize) as u16,
-        completed: 0,
-        failed: 0,
-        warning: 0,
-    };
+    let mut counts = Counts::new(items.len());
     if let Some(first) = items.first() {
         let e = event(assoc)
             .with_patient(
@@ -167,7 +162,6 @@ pub async fn serve<S: Transport>(
     let max_pdv = (sub.acceptor_max_pdu_length() as usize)
         .saturating_sub(6)
         .clamp(1024, 4 << 20);
-    let mut failed_uids = Vec::new();
     let mut message_id: u16 = 1;
     for item in &items {
         counts.remaining = counts.remaining.saturating_sub(1);
@@ -198,7 +192,7 @@ pub async fn serve<S: Transport>(
                 {
                     // The destination is gone: the rest fails too.
                     counts.failed += 1 + counts.remaining;
-                    failed_uids.push(item.sop_instance_uid.clone());
+                    counts.failed_uids.push(item.sop_instance_uid.clone());
                     counts.remaining = 0;
                     tracing::warn!(%dest, error = %e, "C-MOVE: the destination association broke");
                     break;
@@ -206,20 +200,7 @@ pub async fn serve<S: Transport>(
                 r
             }
         };
-        match outcome {
-            Ok(st) if st == status::SUCCESS => counts.completed += 1,
-            Ok(st) if (0xB000..=0xBFFF).contains(&st) => counts.warning += 1,
-            Ok(st) => {
-                tracing::info!(sop = %item.sop_instance_uid, status = format!("{st:#06X}"), "C-MOVE sub-operation refused by the destination");
-                counts.failed += 1;
-                failed_uids.push(item.sop_instance_uid.clone());
-            }
-            Err(why) => {
-                tracing::info!(sop = %item.sop_instance_uid, reason = %why, "C-MOVE sub-operation failed");
-                counts.failed += 1;
-                failed_uids.push(item.sop_instance_uid.clone());
-            }
-        }
+        counts.record("C-MOVE", &item.sop_instance_uid, outcome);
         if counts.remaining > 0 {
             let rsp = counts_response(
                 cmd,
@@ -234,13 +215,7 @@ pub async fn serve<S: Transport>(
         }
     }
     let _ = sub.release().await;
-    let final_status = if counts.failed > 0 && counts.completed + counts.warning == 0 {
-        0xA702
-    } else if counts.failed > 0 || counts.warning > 0 {
-        status::WARNING_COERCION
-    } else {
-        status::SUCCESS
-    };
+    let final_status = counts.final_status(false);
     crate::service::count_request("C-MOVE", final_status);
     let rsp = counts_response(cmd, command_field::C_MOVE_RSP, final_status, &counts, false);
     link.send_command(pc, rsp).await.map_err(|e| e.to_string())
@@ -272,16 +247,7 @@ where
         "the stored object cannot be read".to_owned()
     })?;
     let dataset = bytes.slice((item.dataset_offset as usize).min(bytes.len())..);
-    let rq = CommandBuilder::new()
-        .uid(tags::AFFECTED_SOP_CLASS_UID, &item.sop_class_uid)
-        .us(tags::COMMAND_FIELD, command_field::C_STORE_RQ)
-        .us(tags::MESSAGE_ID, message_id)
-        .us(tags::PRIORITY, 0)
-        .us(tags::COMMAND_DATA_SET_TYPE, 0x0000)
-        .uid(tags::AFFECTED_SOP_INSTANCE_UID, &item.sop_instance_uid)
-        .lo(tags::MOVE_ORIGINATOR_APPLICATION_ENTITY_TITLE, originator)
-        .us(tags::MOVE_ORIGINATOR_MESSAGE_ID, originator_message_id)
-        .build();
+    let rq = store_rq(item, message_id, Some((originator, originator_message_id)));
     let link = |e: dicom_ul::association::Error| format!("link: {e}");
     sub.send(&Pdu::PData {
         data: vec![PDataValue {

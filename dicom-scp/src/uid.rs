@@ -3,11 +3,7 @@
 //! refusing their images would lose them; the check is about safety, not pedantry.
 
 pub fn is_valid_uid(uid: &str) -> bool {
-    !uid.is_empty()
-        && uid.len() <= 64
-        && uid
-            .split('.')
-            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
+    pacs_store::header::is_valid_uid(uid)
 }
 
 #[cfg(test)]

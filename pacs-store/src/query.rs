@@ -321,15 +321,9 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-/// A syntactically valid UID (PS3.5 9.1).
-pub fn is_uid(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && !s.starts_with('.')
-        && !s.ends_with('.')
-        && !s.contains("..")
-}
+/// A syntactically valid UID (PS3.5 9.1): the header scanner's check, under the name the
+/// query and retrieve adapters use.
+pub use crate::header::is_valid_uid as is_uid;
 
 fn parse_range(
     key: Key,

@@ -24,7 +24,7 @@ use pacs_store::users::{Password, Role, TokenId, TokenInfo, User, Username};
 use crate::ApiState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::studies::is_uid;
+use pacs_store::query::is_uid;
 
 const CHANNEL: &str = "HTTP admin API";
 

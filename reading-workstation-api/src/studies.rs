@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use pacs_store::access::{StudyDetail, StudyFilter, StudySummary};
 
 use pacs_store::audit::{Action, EventId, Outcome};
+use pacs_store::query::is_uid;
 
 use crate::ApiState;
 use crate::auth::Caller;
@@ -148,16 +149,6 @@ pub async fn get_one(
         ));
     caller.audit_read(&state, event).await?;
     Ok(no_store(Json(detail)))
-}
-
-/// A syntactically valid UID (PS3.5 9.1): digits and dots, at most 64 characters.
-pub fn is_uid(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && !s.starts_with('.')
-        && !s.ends_with('.')
-        && !s.contains("..")
 }
 
 pub(crate) fn query_reason(e: &QueryRejection) -> String {
