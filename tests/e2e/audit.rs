@@ -61,13 +61,7 @@ fn verify(archive: &TestArchive, extra: &[&str]) -> (i32, String) {
 
 /// Patient ID, issuer (as the index keys it) and study of a sample file.
 fn identity(path: &Path) -> (String, String, String) {
-    let meta = pacs_store::header::read_file_meta(&mut std::fs::File::open(path).unwrap()).unwrap();
-    let attrs = pacs_store::header::scan_complete_file(
-        std::fs::File::open(path).unwrap(),
-        meta.dataset_offset,
-        &meta.transfer_syntax_uid,
-    )
-    .unwrap();
+    let (_, attrs) = file_attrs(path);
     let issuer = attrs
         .issuer_of_patient_id
         .filter(|i| !i.trim().is_empty())

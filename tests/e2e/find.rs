@@ -3,7 +3,7 @@
 //! AE's clinic, bad values refused with a status, every query audited.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::per_backend;
 use crate::support::*;
@@ -65,15 +65,8 @@ pub fn values(rs: &[BTreeMap<String, String>], tag: &str) -> BTreeSet<String> {
 }
 
 /// (study, series, instance, patient id, name) of a sample file.
-fn identity(path: &PathBuf) -> (String, String, String, String, String) {
-    let mut f = std::fs::File::open(path).unwrap();
-    let meta = pacs_store::header::read_file_meta(&mut f).unwrap();
-    let a = pacs_store::header::scan_complete_file(
-        std::fs::File::open(path).unwrap(),
-        meta.dataset_offset,
-        &meta.transfer_syntax_uid,
-    )
-    .unwrap();
+fn identity(path: &Path) -> (String, String, String, String, String) {
+    let (_, a) = file_attrs(path);
     (
         a.study_instance_uid,
         a.series_instance_uid,
@@ -100,8 +93,8 @@ fn c_find(backend: Backend) {
         args.extend(paths.iter().map(String::as_str));
         archive.pacs_ok(&args);
     }
-    let a: Vec<_> = a_files.iter().map(identity).collect();
-    let b: Vec<_> = b_files.iter().map(identity).collect();
+    let a: Vec<_> = a_files.iter().map(|p| identity(p)).collect();
+    let b: Vec<_> = b_files.iter().map(|p| identity(p)).collect();
     let server = archive.start();
     let port = server.dicom_port;
 

@@ -30,14 +30,7 @@ struct Expected {
 fn expected(files: &[PathBuf]) -> BTreeMap<String, Expected> {
     let mut out: BTreeMap<String, Expected> = BTreeMap::new();
     for f in files {
-        let mut file = std::fs::File::open(f).unwrap();
-        let meta = pacs_store::header::read_file_meta(&mut file).unwrap();
-        let a = pacs_store::header::scan_complete_file(
-            std::fs::File::open(f).unwrap(),
-            meta.dataset_offset,
-            &meta.transfer_syntax_uid,
-        )
-        .unwrap();
+        let (_, a) = file_attrs(f);
         let e = out.entry(a.study_instance_uid.clone()).or_default();
         e.patient_id = a.patient_id.clone().unwrap_or_default();
         e.issuer = a.issuer_of_patient_id.clone().unwrap_or_default();

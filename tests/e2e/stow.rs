@@ -239,15 +239,7 @@ fn stow(backend: Backend) {
 
 /// The Study Instance UID of a sample file.
 fn archive_study_of(path: &std::path::Path) -> String {
-    let mut f = std::fs::File::open(path).unwrap();
-    let meta = pacs_store::header::read_file_meta(&mut f).unwrap();
-    pacs_store::header::scan_complete_file(
-        std::fs::File::open(path).unwrap(),
-        meta.dataset_offset,
-        &meta.transfer_syntax_uid,
-    )
-    .unwrap()
-    .study_instance_uid
+    file_attrs(path).1.study_instance_uid
 }
 
 per_backend!(stow);

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use pacs_store::archive::Archive;
 use pacs_store::config::StoreConfig;
+use pacs_store::header::{FileMeta, IndexedAttributes};
 use pacs_store::objects::ObjectKey;
 use pacs_store::objects::s3::S3Config;
 
@@ -906,4 +907,18 @@ pub fn instance_record(
         a.index().close().await;
         r
     })
+}
+
+/// A DICOM file's meta group and the attributes the archive indexes, read with the
+/// archive's own scanner (what the tests compare the archive's answers with).
+pub fn file_attrs(path: &Path) -> (FileMeta, IndexedAttributes) {
+    let mut f = std::fs::File::open(path).unwrap();
+    let meta = pacs_store::header::read_file_meta(&mut f).unwrap();
+    let attrs = pacs_store::header::scan_complete_file(
+        std::fs::File::open(path).unwrap(),
+        meta.dataset_offset,
+        &meta.transfer_syntax_uid,
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (meta, attrs)
 }

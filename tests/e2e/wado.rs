@@ -4,7 +4,7 @@
 //! and compressed ones refused with 406; scope, bad requests and the audit trail.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pacs_store::users::{Role, Username};
@@ -17,15 +17,8 @@ use crate::support::*;
 const ALL_AS_STORED: &str = "multipart/related; type=\"application/dicom\"; transfer-syntax=*";
 
 /// (study, series, SOP instance UID, transfer syntax) of a sample file.
-fn identity(path: &PathBuf) -> (String, String, String, String) {
-    let mut f = std::fs::File::open(path).unwrap();
-    let meta = pacs_store::header::read_file_meta(&mut f).unwrap();
-    let a = pacs_store::header::scan_complete_file(
-        std::fs::File::open(path).unwrap(),
-        meta.dataset_offset,
-        &meta.transfer_syntax_uid,
-    )
-    .unwrap();
+fn identity(path: &Path) -> (String, String, String, String) {
+    let (meta, a) = file_attrs(path);
     (
         a.study_instance_uid,
         a.series_instance_uid,
@@ -216,14 +209,7 @@ fn wado(backend: Backend) {
                 let whole = &parts[0].1;
                 let tmp = archive.data_dir().join(format!("decoded-{name}"));
                 std::fs::write(&tmp, whole).unwrap();
-                let mut f = std::fs::File::open(&tmp).unwrap();
-                let meta = pacs_store::header::read_file_meta(&mut f).unwrap();
-                let a = pacs_store::header::scan_complete_file(
-                    std::fs::File::open(&tmp).unwrap(),
-                    meta.dataset_offset,
-                    &meta.transfer_syntax_uid,
-                )
-                .unwrap();
+                let (_, a) = file_attrs(&tmp);
                 assert_eq!(a.sop_instance_uid, sop);
                 let (rows, cols) = (a.rows.unwrap() as usize, a.columns.unwrap() as usize);
                 assert!(
@@ -575,14 +561,7 @@ fn compressed_frames_decoded_on_request() {
         );
         let frame = &parts[0].1;
         // A whole frame: Rows × Columns 16-bit samples.
-        let mut f = std::fs::File::open(&src).unwrap();
-        let meta = pacs_store::header::read_file_meta(&mut f).unwrap();
-        let attrs = pacs_store::header::scan_complete_file(
-            std::fs::File::open(&src).unwrap(),
-            meta.dataset_offset,
-            &meta.transfer_syntax_uid,
-        )
-        .unwrap();
+        let (_, attrs) = file_attrs(&src);
         let pixels = (attrs.rows.unwrap() * attrs.columns.unwrap()) as usize;
         assert_eq!(frame.len(), pixels * 2, "{name}");
         // dcmtk's output ends with the Pixel Data value (even length).

@@ -25,14 +25,7 @@ const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 
 /// (study, series, SOP instance UID) of a sample file.
 fn identity(path: &Path) -> (String, String, String) {
-    let mut f = std::fs::File::open(path).unwrap();
-    let meta = pacs_store::header::read_file_meta(&mut f).unwrap();
-    let a = pacs_store::header::scan_complete_file(
-        std::fs::File::open(path).unwrap(),
-        meta.dataset_offset,
-        &meta.transfer_syntax_uid,
-    )
-    .unwrap();
+    let (_, a) = file_attrs(path);
     (
         a.study_instance_uid,
         a.series_instance_uid,
