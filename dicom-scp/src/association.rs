@@ -186,43 +186,37 @@ impl<S: Transport> PduStream<S> {
         Ok(())
     }
 
-    /// Sends a command set (no data set) as one or more P-DATA-TF PDUs that respect the
-    /// peer's maximum PDU length.
+    /// Sends a command set as one or more P-DATA-TF PDUs that respect the peer's maximum
+    /// PDU length.
     pub async fn send_command(&mut self, pc_id: u8, command: Vec<u8>) -> Result<(), LinkError> {
+        self.send_pdvs(pc_id, dicom_ul::pdu::PDataValueType::Command, &command)
+            .await
+    }
+
+    /// Sends a data set (after its command), split likewise.
+    pub async fn send_data(&mut self, pc_id: u8, data: Vec<u8>) -> Result<(), LinkError> {
+        self.send_pdvs(pc_id, dicom_ul::pdu::PDataValueType::Data, &data)
+            .await
+    }
+
+    async fn send_pdvs(
+        &mut self,
+        pc_id: u8,
+        value_type: dicom_ul::pdu::PDataValueType,
+        bytes: &[u8],
+    ) -> Result<(), LinkError> {
         // 6 bytes of PDV header inside each PDU.
         let max = match self.peer_max_pdu {
             0 => usize::MAX,
             n => (n as usize).saturating_sub(6).max(64),
         };
-        let chunks: Vec<&[u8]> = command.chunks(max).collect();
+        let chunks: Vec<&[u8]> = bytes.chunks(max).collect();
         let last = chunks.len().saturating_sub(1);
         for (i, chunk) in chunks.iter().enumerate() {
             self.write(&Pdu::PData {
                 data: vec![dicom_ul::pdu::PDataValue {
                     presentation_context_id: pc_id,
-                    value_type: dicom_ul::pdu::PDataValueType::Command,
-                    is_last: i == last,
-                    data: chunk.to_vec(),
-                }],
-            })
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// Sends a data set (after its command), split into PDUs the peer accepts.
-    pub async fn send_data(&mut self, pc_id: u8, data: Vec<u8>) -> Result<(), LinkError> {
-        let max = match self.peer_max_pdu {
-            0 => usize::MAX,
-            n => (n as usize).saturating_sub(6).max(64),
-        };
-        let chunks: Vec<&[u8]> = data.chunks(max).collect();
-        let last = chunks.len().saturating_sub(1);
-        for (i, chunk) in chunks.iter().enumerate() {
-            self.write(&Pdu::PData {
-                data: vec![dicom_ul::pdu::PDataValue {
-                    presentation_context_id: pc_id,
-                    value_type: dicom_ul::pdu::PDataValueType::Data,
+                    value_type: value_type.clone(),
                     is_last: i == last,
                     data: chunk.to_vec(),
                 }],
