@@ -14,7 +14,12 @@
 //! - **universal** (empty value): no condition.
 //!
 //! With `fuzzy` (QIDO `fuzzymatching=true`), a single-value person name also matches any
-//! name with a component (family, given…) that starts with it, case-insensitively.
+//! name with a component (family, given…) or word that starts with it, case-insensitively.
+//!
+//! PatientName is matched through the lower-cased search keys of `patient_name_keys`
+//! (`crate::index::name_keys`): an exact value or a wildcard's literal prefix is an index
+//! range. When it matches few patients the statement starts from them; otherwise it walks
+//! the studies newest first and stops at the limit ([`few_name_keys`]).
 //!
 //! Every query carries the caller's [`Scope`]: its condition is part of the statement, so
 //! nothing outside the scope is ever read. Values are always bound parameters; the
@@ -464,6 +469,8 @@ enum Bind {
 struct Sql {
     text: String,
     binds: Vec<Bind>,
+    /// A PatientName condition matches few patients ([`few_name_keys`]): start from them.
+    patients_first: bool,
 }
 
 impl Sql {
@@ -472,6 +479,7 @@ impl Sql {
         Sql {
             text: String::with_capacity(1024),
             binds: vec![Bind::Text(kind.to_owned()), Bind::Int(subject)],
+            patients_first: false,
         }
     }
 
@@ -487,6 +495,23 @@ impl Sql {
 
     fn text(&mut self, s: impl Into<String>) {
         self.bind(Bind::Text(s.into()));
+    }
+
+    /// The statement with its values bound.
+    fn build(self) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+        let Sql { text, binds, .. } = self;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+        for b in binds {
+            q = match b {
+                Bind::Text(t) => q.bind(t),
+                Bind::Int(n) => q.bind(n),
+            };
+        }
+        q
+    }
+
+    async fn fetch_one(self, index: &Index) -> Result<AnyRow> {
+        Ok(self.build().fetch_one(index.pool()).await?)
     }
 }
 
@@ -539,8 +564,8 @@ fn column(key: Key) -> &'static str {
 fn push_condition(sql: &mut Sql, key: Key, m: &Match, fuzzy: bool) {
     sql.push(" AND ");
     match (key, m) {
-        (Key::PatientName, m) => push_name(sql, m, fuzzy, NameColumns::PATIENT),
-        (Key::ReferringPhysicianName, m) => push_name(sql, m, fuzzy, NameColumns::REFERRING),
+        (Key::PatientName, m) => push_patient_name(sql, m, fuzzy),
+        (Key::ReferringPhysicianName, m) => push_referring_name(sql, m, fuzzy),
         (Key::ModalitiesInStudy, m) => {
             // Any series of the study with one of the modalities.
             sql.push(
@@ -606,89 +631,208 @@ fn push_list(sql: &mut Sql, m: &Match) {
     }
 }
 
-/// The columns of a person name: the whole value and its groups.
-struct NameColumns {
-    whole: &'static str,
-    /// Alphabetic, ideographic, phonetic (the referring physician has only the whole).
-    groups: Option<[&'static str; 3]>,
+/// A PatientName condition: through the lower-cased search keys of `patient_name_keys`
+/// (`crate::index::name_keys`), which an index answers, instead of scanning every patient.
+/// Case-insensitive; a value with `=` matches group by group (an empty group matches
+/// anything), one without against the whole name and each group.
+fn push_patient_name(sql: &mut Sql, m: &Match, fuzzy: bool) {
+    let (value, wildcard) = name_value(m);
+    let Some(parts) = name_group_parts(&value, wildcard) else {
+        return push_name_key_match(sql, KEY_WHOLE_OR_GROUP, &value, wildcard, fuzzy);
+    };
+    sql.push("(1 = 1");
+    for (kinds, part, wildcard) in parts {
+        sql.push(" AND ");
+        push_name_key_match(sql, kinds, part, wildcard, fuzzy);
+    }
+    sql.push(")");
 }
 
-impl NameColumns {
-    const PATIENT: NameColumns = NameColumns {
-        whole: "LOWER(p.patient_name)",
-        groups: Some([
-            "LOWER(p.name_alphabetic)",
-            "LOWER(p.name_ideographic)",
-            "LOWER(p.name_phonetic)",
-        ]),
-    };
-    const REFERRING: NameColumns = NameColumns {
-        whole: "LOWER(s.referring_physician_name)",
-        groups: None,
-    };
-}
-
-/// A person-name condition: case-insensitive; a value with `=` matches group by group.
-fn push_name(sql: &mut Sql, m: &Match, fuzzy: bool, cols: NameColumns) {
+/// The lower-cased value of a person-name match, and whether it has wildcards.
+fn name_value(m: &Match) -> (String, bool) {
     let value = match m {
         Match::Single(v) | Match::Wildcard(v) => v.to_lowercase(),
         Match::List(v) => v.join(",").to_lowercase(),
         Match::Range(..) => String::new(),
     };
-    let wildcard = matches!(m, Match::Wildcard(_));
-    if let (Some(groups), true) = (cols.groups, value.contains('=')) {
-        // Group by group; an empty group matches anything.
-        sql.push("(1 = 1");
-        for (col, part) in groups.iter().zip(value.split('=')) {
-            if part.is_empty() {
-                continue;
-            }
-            sql.push(" AND ");
-            push_one_name(sql, col, part, wildcard || part.contains(['*', '?']), fuzzy);
-        }
-        sql.push(")");
-        return;
+    (value, matches!(m, Match::Wildcard(_)))
+}
+
+/// The key kinds a whole-name value is matched against: the whole name or any group.
+const KEY_WHOLE_OR_GROUP: &str = "k.kind IN (0, 1, 2, 3)";
+
+/// For a value with `=`: each non-empty group with the key kind it is matched against.
+fn name_group_parts(value: &str, wildcard: bool) -> Option<Vec<(&'static str, &str, bool)>> {
+    if !value.contains('=') {
+        return None;
     }
-    sql.push("(");
-    push_one_name(sql, cols.whole, &value, wildcard, fuzzy);
-    if let Some(groups) = cols.groups {
-        for col in groups {
-            sql.push(" OR ");
-            push_one_name(sql, col, &value, wildcard, fuzzy);
-        }
-    }
+    let kinds = ["k.kind = 1", "k.kind = 2", "k.kind = 3"];
+    Some(
+        kinds
+            .into_iter()
+            .zip(value.split('='))
+            .filter(|(_, part)| !part.is_empty())
+            .map(|(kinds, part)| (kinds, part, wildcard || part.contains(['*', '?'])))
+            .collect(),
+    )
+}
+
+fn push_name_key_match(
+    sql: &mut Sql,
+    kinds: &'static str,
+    value: &str,
+    wildcard: bool,
+    fuzzy: bool,
+) {
+    // Few matching patients: their studies are found through them (`studies_patient`),
+    // then sorted. Many: the unary `+` keeps the planner from doing that, and it walks the
+    // studies newest first (`studies_received`) until the limit instead.
+    sql.push(if sql.patients_first {
+        "s.patient_ref IN (SELECT k.patient_ref FROM patient_name_keys k WHERE "
+    } else {
+        "+s.patient_ref IN (SELECT k.patient_ref FROM patient_name_keys k WHERE "
+    });
+    push_name_key_condition(sql, kinds, value, wildcard, fuzzy);
     sql.push(")");
 }
 
-fn push_one_name(sql: &mut Sql, col: &'static str, value: &str, wildcard: bool, fuzzy: bool) {
+/// The condition on `patient_name_keys k` for one lower-cased value: exact; a wildcard
+/// pattern (its literal prefix, if any, as an index range); or, fuzzy, any component
+/// starting with the value.
+fn push_name_key_condition(
+    sql: &mut Sql,
+    kinds: &'static str,
+    value: &str,
+    wildcard: bool,
+    fuzzy: bool,
+) {
+    if wildcard {
+        sql.push(kinds);
+        push_prefix_range(sql, &literal_prefix(value));
+        sql.push(" AND k.name_key LIKE ");
+        sql.text(like_pattern(value));
+        sql.push(" ESCAPE '\\'");
+    } else if fuzzy {
+        sql.push("k.kind = 4");
+        push_prefix_range(sql, value);
+    } else {
+        sql.push(kinds);
+        sql.push(" AND k.name_key = ");
+        sql.text(value.to_owned());
+    }
+}
+
+/// The part of a wildcard value before its first `*` or `?`.
+fn literal_prefix(value: &str) -> String {
+    value
+        .chars()
+        .take_while(|c| !matches!(c, '*' | '?'))
+        .collect()
+}
+
+/// `name_key` starts with `prefix`, as a range an index can answer: from the prefix up to,
+/// not including, the first string after every string that starts with it. Both databases
+/// compare these keys by code point (SQLite's BINARY, PostgreSQL's `COLLATE "C"`).
+fn push_prefix_range(sql: &mut Sql, prefix: &str) {
+    if prefix.is_empty() {
+        return;
+    }
+    sql.push(" AND k.name_key >= ");
+    sql.text(prefix.to_owned());
+    if let Some(after) = prefix_successor(prefix) {
+        sql.push(" AND k.name_key < ");
+        sql.text(after);
+    }
+}
+
+/// The smallest string greater than every string starting with `prefix`: its last char
+/// that can be incremented, incremented, and what follows it dropped.
+fn prefix_successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (last as u32 + 1..=char::MAX as u32).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// A referring-physician-name condition: case-insensitive on the whole value (ASCII case
+/// only on SQLite, whose `LOWER` folds nothing else).
+fn push_referring_name(sql: &mut Sql, m: &Match, fuzzy: bool) {
+    let (value, wildcard) = name_value(m);
+    let col = "LOWER(s.referring_physician_name)";
     if wildcard {
         sql.push(col);
         sql.push(" LIKE ");
-        sql.text(like_pattern(value));
+        sql.text(like_pattern(&value));
         sql.push(" ESCAPE '\\'");
     } else if fuzzy {
         // Any component that starts with the value: the start of the name, or after a
         // component (^), group (=) or word separator.
-        let v = like_pattern(value);
+        let v = like_pattern(&value);
         sql.push("(");
-        sql.push(col);
-        sql.push(" LIKE ");
-        sql.text(format!("{v}%"));
-        sql.push(" ESCAPE '\\' OR ");
-        sql.push(col);
-        sql.push(" LIKE ");
-        sql.text(format!("%^{v}%"));
-        sql.push(" ESCAPE '\\' OR ");
-        sql.push(col);
-        sql.push(" LIKE ");
-        sql.text(format!("% {v}%"));
-        sql.push(" ESCAPE '\\')");
+        for (i, pattern) in [
+            format!("{v}%"),
+            format!("%^{v}%"),
+            format!("%={v}%"),
+            format!("% {v}%"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if i > 0 {
+                sql.push(" OR ");
+            }
+            sql.push(col);
+            sql.push(" LIKE ");
+            sql.text(pattern);
+            sql.push(" ESCAPE '\\'");
+        }
+        sql.push(")");
     } else {
         sql.push(col);
         sql.push(" = ");
-        sql.text(value.to_owned());
+        sql.text(value);
     }
 }
+
+/// How many patient-name keys a PatientName match would read, counted up to
+/// [`FEW_NAME_KEYS`]: `None` when the query has no PatientName condition an index answers.
+/// Few keys mean few patients, whose studies are best found through them and then sorted,
+/// rather than by walking all studies newest first until the limit is reached.
+async fn few_name_keys(index: &Index, query: &Query) -> Result<bool> {
+    let Some((_, m)) = query.keys.iter().find(|(k, _)| *k == Key::PatientName) else {
+        return Ok(false);
+    };
+    let (value, wildcard) = name_value(m);
+    let (kinds, part, wildcard) = match name_group_parts(&value, wildcard) {
+        Some(parts) => match parts.into_iter().next() {
+            Some(first) => first,
+            None => return Ok(false),
+        },
+        None => (KEY_WHOLE_OR_GROUP, value.as_str(), wildcard),
+    };
+    if wildcard && literal_prefix(part).is_empty() {
+        return Ok(false);
+    }
+    let mut sql = Sql {
+        text: String::from("SELECT COUNT(*) FROM (SELECT 1 FROM patient_name_keys k WHERE "),
+        binds: Vec::new(),
+        patients_first: false,
+    };
+    push_name_key_condition(&mut sql, kinds, part, wildcard, query.fuzzy);
+    sql.push(" LIMIT ");
+    sql.bind(Bind::Int(FEW_NAME_KEYS));
+    sql.push(") t");
+    let n: i64 = sql.fetch_one(index).await?.try_get(0)?;
+    Ok(n < FEW_NAME_KEYS)
+}
+
+/// Below this many matching name keys, a name query starts from the patients.
+const FEW_NAME_KEYS: i64 = 2000;
 
 const STUDY_COLUMNS: &str = "p.patient_id, p.issuer_of_patient_id, p.patient_name, \
      p.birth_date, p.sex, s.study_instance_uid, s.study_date, s.study_time, \
@@ -700,6 +844,7 @@ impl Index {
     /// then series and instance number), `query.limit` at most from `query.offset`.
     pub async fn query(&self, scope: Scope, query: &Query) -> Result<Vec<Row>> {
         let mut sql = Sql::new(scope);
+        sql.patients_first = few_name_keys(self, query).await?;
         sql.push("SELECT ");
         sql.push(STUDY_COLUMNS);
         match query.level {
@@ -776,15 +921,7 @@ impl Index {
         sql.push(" OFFSET ");
         sql.bind(Bind::Int(query.offset.max(0)));
 
-        let Sql { text, binds } = sql;
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
-        for b in binds {
-            q = match b {
-                Bind::Text(t) => q.bind(t),
-                Bind::Int(n) => q.bind(n),
-            };
-        }
-        let rows = q.fetch_all(self.pool()).await?;
+        let rows = sql.build().fetch_all(self.pool()).await?;
         rows.iter().map(|r| row_from(r, query.level)).collect()
     }
 }
@@ -1021,5 +1158,228 @@ impl Row {
             Key::SopClassUid => s(&self.sop_class_uid),
             Key::InstanceNumber => self.instance_number.map(|n| n.to_string()),
         }
+    }
+}
+
+/// PatientName matching on a real index: both query plans, both databases, keys made at
+/// ingest and for old rows.
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+    use crate::charset::PersonName;
+    use crate::header::IndexedAttributes;
+    use crate::index::NewInstance;
+    use crate::objects::ObjectKey;
+
+    fn instance(n: usize, patient: &str, name: &str, received_at: i64) -> NewInstance {
+        let groups: Vec<&str> = name.split('=').collect();
+        let group = |i: usize| groups.get(i).copied().unwrap_or("").to_owned();
+        NewInstance {
+            attrs: IndexedAttributes {
+                sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+                sop_instance_uid: format!("1.2.826.0.1.3680043.10.543.3.{n}"),
+                study_instance_uid: format!("1.2.826.0.1.3680043.10.543.1.{n}"),
+                series_instance_uid: format!("1.2.826.0.1.3680043.10.543.2.{n}"),
+                patient_id: Some(patient.into()),
+                patient_name: Some(PersonName {
+                    alphabetic: group(0),
+                    ideographic: group(1),
+                    phonetic: group(2),
+                }),
+                modality: Some("CT".into()),
+                ..Default::default()
+            },
+            transfer_syntax_uid: "1.2.840.10008.1.2.1".into(),
+            object_key: ObjectKey::generate(),
+            size_bytes: 100,
+            dataset_offset: 0,
+            content_hash: format!("{n:064x}"),
+            clinic_id: None,
+            clinic_name: Some("NAMES".into()),
+            source_ae: None,
+            received_at,
+        }
+    }
+
+    /// More "Wang" patients than [`FEW_NAME_KEYS`] counts, so that `Wang*` walks the
+    /// studies newest first while a rarer name starts from its patients.
+    const WANGS: usize = 1100;
+
+    async fn fill(index: &Index) {
+        let mut all = Vec::new();
+        for n in 0..WANGS {
+            all.push(instance(
+                n,
+                &format!("W{n}"),
+                &format!("Wang^Given{n:04}"),
+                n as i64,
+            ));
+        }
+        let t = WANGS as i64;
+        all.push(instance(
+            WANGS,
+            "X1",
+            "Wang^XiaoDong=王^小东=wang^xiao dong",
+            t,
+        ));
+        all.push(instance(WANGS + 1, "M1", "MÜLLER^ÉMILE", t + 1));
+        all.push(instance(WANGS + 2, "L1", "Li^Wei", t + 2));
+        // Concurrently, so that the writer groups them into few commits.
+        let tasks: Vec<_> = all
+            .into_iter()
+            .map(|new| {
+                let index = index.clone();
+                tokio::spawn(async move { index.insert_instance(new).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+    }
+
+    async fn names(index: &Index, value: &str, fuzzy: bool, limit: i64) -> Vec<String> {
+        let m = Match::parse(Key::PatientName, value, ',').unwrap().unwrap();
+        let query = Query {
+            level: Level::Study,
+            keys: vec![(Key::PatientName, m)],
+            fuzzy,
+            limit,
+            offset: 0,
+        };
+        let rows = index.query(Scope::All, &query).await.unwrap();
+        rows.into_iter()
+            .map(|r| r.patient_name.unwrap_or_default())
+            .collect()
+    }
+
+    async fn name_matching_contract(index: &Index) {
+        fill(index).await;
+        let plan = |v: &str, fuzzy| {
+            let m = Match::parse(Key::PatientName, v, ',').unwrap().unwrap();
+            let q = Query {
+                level: Level::Study,
+                keys: vec![(Key::PatientName, m)],
+                fuzzy,
+                limit: 10,
+                offset: 0,
+            };
+            async move { few_name_keys(index, &q).await.unwrap() }
+        };
+        // A common prefix: studies walked newest first, stopping at the limit.
+        assert!(!plan("Wang*", false).await);
+        let newest: Vec<String> = names(index, "wang*", false, 3).await;
+        assert_eq!(
+            newest,
+            [
+                "Wang^XiaoDong=王^小东=wang^xiao dong",
+                "Wang^Given1099",
+                "Wang^Given1098"
+            ]
+        );
+        assert_eq!(names(index, "WANG*", false, 5000).await.len(), WANGS + 1);
+        // A rare prefix: from its patients, same order.
+        assert!(plan("wang^given000*", false).await);
+        let rare = names(index, "wang^given000*", false, 100).await;
+        let expected: Vec<String> = (0..10).rev().map(|n| format!("Wang^Given{n:04}")).collect();
+        assert_eq!(rare, expected);
+        assert_eq!(names(index, "wang^given000?", false, 100).await, expected);
+        // Exact, case-insensitive beyond ASCII (SQLite's LOWER folds ASCII only).
+        assert_eq!(
+            names(index, "müller^émile", false, 10).await,
+            ["MÜLLER^ÉMILE"]
+        );
+        assert_eq!(names(index, "Müll*", false, 10).await, ["MÜLLER^ÉMILE"]);
+        // Groups: the ideographic group alone, group by group, and a wrong pairing.
+        let xiao = ["Wang^XiaoDong=王^小东=wang^xiao dong"];
+        assert_eq!(names(index, "王^小东", false, 10).await, xiao);
+        assert_eq!(names(index, "王*", false, 10).await, xiao);
+        assert_eq!(names(index, "=王^小东", false, 10).await, xiao);
+        assert_eq!(names(index, "wang^xiaodong=王^小东", false, 10).await, xiao);
+        assert!(names(index, "li^wei=王^小东", false, 10).await.is_empty());
+        // Fuzzy: a component or word that starts with the value.
+        assert_eq!(names(index, "xiao", true, 10).await, xiao);
+        assert_eq!(names(index, "DONG", true, 10).await, xiao);
+        assert_eq!(names(index, "小", true, 10).await, xiao);
+        assert_eq!(names(index, "émi", true, 10).await, ["MÜLLER^ÉMILE"]);
+        assert!(names(index, "xiao", false, 10).await.is_empty());
+        // A leading wildcard has no prefix to look up, and still matches.
+        assert!(!plan("*wei", false).await);
+        assert_eq!(names(index, "*wei", false, 10).await, ["Li^Wei"]);
+        // LIKE's own metacharacters are literal.
+        assert!(names(index, "li%", false, 10).await.is_empty());
+        assert!(names(index, "l_^wei", false, 10).await.is_empty());
+        // A later instance renames the patient: the keys follow.
+        let mut renamed = instance(WANGS + 3, "L1", "Li^Wen", WANGS as i64 + 3);
+        renamed.attrs.study_instance_uid = format!("1.2.826.0.1.3680043.10.543.1.{}", WANGS + 2);
+        index.insert_instance(renamed).await.unwrap();
+        assert!(names(index, "li^wei", false, 10).await.is_empty());
+        assert_eq!(names(index, "li^wen", false, 10).await, ["Li^Wen"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn name_matching_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("index.db").display());
+        let index = Index::open(&url).await.unwrap();
+        name_matching_contract(&index).await;
+        index.close().await;
+    }
+
+    /// Rows written before the keys existed get them when the index is opened.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn keys_are_made_for_old_rows_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("index.db").display());
+        let index = Index::open(&url).await.unwrap();
+        index
+            .insert_instance(instance(1, "O1", "Old^Name", 1))
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM patient_name_keys")
+            .execute(index.pool())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE patients SET name_keys_source = NULL")
+            .execute(index.pool())
+            .await
+            .unwrap();
+        assert!(names(&index, "old*", false, 10).await.is_empty());
+        index.close().await;
+        let index = Index::open(&url).await.unwrap();
+        assert_eq!(names(&index, "old*", false, 10).await, ["Old^Name"]);
+        index.close().await;
+    }
+
+    /// On PostgreSQL (a fresh database on the server scripts/test.sh starts): required
+    /// unless PACS_TEST_ALLOW_NO_POSTGRES=1.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn name_matching_on_postgres() {
+        use sqlx::Executor;
+        let Ok(admin) = std::env::var("PACS_TEST_POSTGRES_URL") else {
+            if std::env::var("PACS_TEST_ALLOW_NO_POSTGRES").as_deref() == Ok("1") {
+                eprintln!("SKIPPED: PostgreSQL name matching test (PACS_TEST_ALLOW_NO_POSTGRES=1)");
+                return;
+            }
+            panic!(
+                "PACS_TEST_POSTGRES_URL is not set: this test needs a real PostgreSQL \
+                 (scripts/test.sh starts one), or set PACS_TEST_ALLOW_NO_POSTGRES=1 to skip it"
+            );
+        };
+        sqlx::any::install_default_drivers();
+        let name = format!("pacs_names_{}", uuid::Uuid::new_v4().simple());
+        let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
+        pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .unwrap();
+        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        let index = Index::open(&url).await.unwrap();
+        name_matching_contract(&index).await;
+        index.close().await;
+        let _ = pool
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .await;
+        pool.close().await;
     }
 }

@@ -13,6 +13,7 @@
 
 mod clinics;
 mod instances;
+pub mod name_keys;
 mod studies;
 pub mod writer;
 
@@ -102,6 +103,10 @@ impl Index {
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        let backfilled = name_keys::backfill(&pool).await?;
+        if backfilled > 0 {
+            tracing::info!(patients = backfilled, "made the patient-name search keys");
         }
         let writer = writer::spawn(pool.clone());
         Ok(Index {

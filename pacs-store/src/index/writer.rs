@@ -9,6 +9,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::instances::NewInstance;
+use super::name_keys;
 use crate::{Result, StoreError};
 
 const MAX_BATCH: usize = 64;
@@ -108,7 +109,7 @@ async fn insert_one(tx: &mut Transaction<'static, Any>, n: &NewInstance) -> Resu
     let now = n.received_at;
     let (issuer, patient_id) = n.patient_key();
     let name = a.patient_name.as_ref();
-    let patient_ref: i64 = sqlx::query(
+    let patient = sqlx::query(
         "INSERT INTO patients (issuer, patient_id, issuer_of_patient_id, patient_name, name_alphabetic, \
            name_ideographic, name_phonetic, birth_date, sex, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
@@ -120,7 +121,8 @@ async fn insert_one(tx: &mut Transaction<'static, Any>, n: &NewInstance) -> Resu
            birth_date = COALESCE(excluded.birth_date, patients.birth_date), \
            sex = COALESCE(excluded.sex, patients.sex), \
            updated_at = excluded.updated_at \
-         RETURNING id",
+         RETURNING id, patient_name, name_alphabetic, name_ideographic, name_phonetic, \
+           name_keys_source",
     )
     .bind(&issuer)
     .bind(&patient_id)
@@ -133,8 +135,16 @@ async fn insert_one(tx: &mut Transaction<'static, Any>, n: &NewInstance) -> Resu
     .bind(&a.patient_sex)
     .bind(now)
     .fetch_one(&mut **tx)
-    .await?
-    .try_get(0)?;
+    .await?;
+    let patient_ref: i64 = patient.try_get(0)?;
+    let stored_names = name_keys::StoredNames {
+        whole: patient.try_get(1)?,
+        alphabetic: patient.try_get(2)?,
+        ideographic: patient.try_get(3)?,
+        phonetic: patient.try_get(4)?,
+    };
+    let keys_source: Option<String> = patient.try_get(5)?;
+    name_keys::refresh(tx, patient_ref, &stored_names, keys_source.as_deref()).await?;
 
     let referring = a
         .referring_physician_name
