@@ -37,6 +37,8 @@ pub mod status {
     pub const DATA_SET_DOES_NOT_MATCH_SOP_CLASS: u16 = 0xA900;
     pub const CANNOT_UNDERSTAND: u16 = 0xC000;
     pub const PROCESSING_FAILURE: u16 = 0x0110;
+    /// C-FIND, C-GET, C-MOVE: stopped by a C-CANCEL-RQ.
+    pub const CANCEL: u16 = 0xFE00;
     pub const SOP_CLASS_NOT_SUPPORTED: u16 = 0x0122;
     pub const UNRECOGNIZED_OPERATION: u16 = 0x0211;
 }

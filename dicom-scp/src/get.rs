@@ -79,7 +79,7 @@ impl Counts {
     /// or warned, or success.
     pub(crate) fn final_status(&self, cancelled: bool) -> u16 {
         if cancelled {
-            0xFE00
+            status::CANCEL
         } else if self.failed > 0 && self.completed + self.warning == 0 {
             0xA702
         } else if self.failed > 0 || self.warning > 0 {
@@ -402,7 +402,7 @@ pub(crate) fn counts_response(
             },
         )
         .us(tags::STATUS, st);
-    if st == status::PENDING {
+    if st == status::PENDING || st == status::CANCEL {
         b = b.us(tags::NUMBER_OF_REMAINING_SUBOPERATIONS, c.remaining);
     }
     b.us(tags::NUMBER_OF_COMPLETED_SUBOPERATIONS, c.completed)

@@ -8,9 +8,11 @@
 //! studies to its own workstations only, never to a place of the requester's choosing.
 //! Otherwise the answer is 0xA801 (move destination unknown). Instances go as stored (one
 //! presentation context per SOP class and stored syntax is proposed; one the destination
-//! refuses fails that sub-operation). A C-CANCEL-RQ is not looked for during the move (it
-//! is read, and ignored, once the move is answered). Audited (110104, action R, by the
-//! requesting AE, the destination in the detail).
+//! refuses fails that sub-operation). While each sub-operation runs, the requesting
+//! association is read for a C-CANCEL-RQ of this move ([`CancelWatch`]): the move stops
+//! after the sub-operation in flight and answers 0xFE00 with the counts, the remaining
+//! ones included. A requester that goes away stops the move too. Audited (110104, action
+//! R, by the requesting AE, the destination in the detail).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -24,7 +26,7 @@ use pacs_store::audit::Outcome;
 use pacs_store::objects::ObjectKey;
 use pacs_store::query::Retrievable;
 
-use crate::association::{Established, PduStream, Transport};
+use crate::association::{Established, Incoming, LinkError, PduStream, Transport, pdu_name};
 use crate::dimse::{self, command_field, status};
 use crate::get::{Counts, counts_response, event, select, store_rq};
 
@@ -163,7 +165,11 @@ pub async fn serve<S: Transport>(
         .saturating_sub(6)
         .clamp(1024, 4 << 20);
     let mut message_id: u16 = 1;
+    let mut watch = CancelWatch::default();
     for item in &items {
+        if !watch.active() {
+            break;
+        }
         counts.remaining = counts.remaining.saturating_sub(1);
         let spc = accepted.iter().find_map(|(id, class, ts)| {
             (trim(class) == item.sop_class_uid && trim(ts) == item.transfer_syntax_uid)
@@ -176,7 +182,7 @@ pub async fn serve<S: Transport>(
             )),
             Some(spc) => {
                 message_id = message_id.wrapping_add(1);
-                let r = store_one(
+                let store = store_one(
                     &mut sub,
                     item,
                     spc,
@@ -185,8 +191,15 @@ pub async fn serve<S: Transport>(
                     archive,
                     &assoc.calling_ae,
                     cmd.message_id,
-                )
-                .await;
+                );
+                tokio::pin!(store);
+                // The sub-operation runs to its end; meanwhile the requester is heard.
+                let r = loop {
+                    tokio::select! {
+                        r = &mut store => break r,
+                        () = watch.read(link, pc, cmd.message_id), if watch.active() => {}
+                    }
+                };
                 if let Err(e) = &r
                     && e.starts_with("link:")
                 {
@@ -201,7 +214,7 @@ pub async fn serve<S: Transport>(
             }
         };
         counts.record("C-MOVE", &item.sop_instance_uid, outcome);
-        if counts.remaining > 0 {
+        if counts.remaining > 0 && watch.active() {
             let rsp = counts_response(
                 cmd,
                 command_field::C_MOVE_RSP,
@@ -215,10 +228,84 @@ pub async fn serve<S: Transport>(
         }
     }
     let _ = sub.release().await;
-    let final_status = counts.final_status(false);
+    if let Some(why) = watch.gone {
+        tracing::warn!(ae = %assoc.calling_ae, reason = %why, completed = counts.completed,
+            remaining = counts.remaining, "C-MOVE: stopped, the requester is gone");
+        crate::service::count_request("C-MOVE", status::PROCESSING_FAILURE);
+        return Err(why);
+    }
+    if watch.cancelled {
+        tracing::info!(ae = %assoc.calling_ae, completed = counts.completed,
+            remaining = counts.remaining, "C-MOVE: cancelled by the requester");
+    }
+    let final_status = counts.final_status(watch.cancelled);
     crate::service::count_request("C-MOVE", final_status);
     let rsp = counts_response(cmd, command_field::C_MOVE_RSP, final_status, &counts, false);
     link.send_command(pc, rsp).await.map_err(|e| e.to_string())
+}
+
+/// Reads the requesting association while a move runs: a C-CANCEL-RQ for the move's
+/// Message ID on its presentation context cancels it (PS3.7 9.1.5, 9.3.2.3); the peer
+/// closing, aborting, releasing or sending anything else (no asynchronous operations are
+/// negotiated) means the requester is gone. A quiet requester is fine.
+#[derive(Default)]
+struct CancelWatch {
+    /// Command fragments received so far.
+    buf: Vec<u8>,
+    cancelled: bool,
+    gone: Option<String>,
+}
+
+impl CancelWatch {
+    fn active(&self) -> bool {
+        !self.cancelled && self.gone.is_none()
+    }
+
+    /// Reads one PDU (cancel-safe: a partial PDU stays in the link's buffer).
+    async fn read<S: Transport>(&mut self, link: &mut PduStream<S>, pc: u8, message_id: u16) {
+        let pdvs = match link.read_incoming().await {
+            Ok(Incoming::PData(pdvs)) => pdvs,
+            Ok(Incoming::Other(pdu)) => {
+                self.gone = Some(format!("{} during a C-MOVE", pdu_name(&pdu)));
+                return;
+            }
+            Err(LinkError::IdleTimeout(_)) => return,
+            Err(e) => {
+                self.gone = Some(e.to_string());
+                return;
+            }
+        };
+        for pdv in pdvs {
+            if !pdv.is_command {
+                self.gone = Some("a data set arrived during a C-MOVE".into());
+                return;
+            }
+            self.buf.extend_from_slice(&pdv.data);
+            if !pdv.is_last {
+                continue;
+            }
+            match dimse::decode(&std::mem::take(&mut self.buf)) {
+                Ok(c)
+                    if c.command_field == command_field::C_CANCEL_RQ
+                        && pdv.presentation_context_id == pc
+                        && c.message_id == message_id =>
+                {
+                    self.cancelled = true;
+                }
+                Ok(c) if c.command_field == command_field::C_CANCEL_RQ => {
+                    tracing::debug!("C-MOVE: a C-CANCEL-RQ for another message; ignored");
+                }
+                Ok(c) => {
+                    self.gone = Some(format!(
+                        "command {:#06X} during a C-MOVE (no asynchronous operations were \
+                         negotiated)",
+                        c.command_field
+                    ));
+                }
+                Err(e) => self.gone = Some(format!("malformed command during a C-MOVE: {e}")),
+            }
+        }
+    }
 }
 
 fn trim(s: &str) -> &str {

@@ -556,3 +556,102 @@ fn c_move(backend: Backend) {
 }
 
 per_backend!(c_move);
+
+/// Runs tests/peers/retrieve_cancel.py (pynetdicom): a C-MOVE or C-GET of `study`
+/// cancelled after its first pending response; its JSON report.
+fn retrieve_cancel(
+    mode: &str,
+    port: u16,
+    study: &str,
+    dest: Option<(&str, u16)>,
+) -> serde_json::Value {
+    let mut c = std::process::Command::new("python3");
+    c.arg(repo_root().join("tests/peers/retrieve_cancel.py"))
+        .args([mode, "--port", &port.to_string(), "--aet", "CLINIC_A_AE"])
+        .args(["--aec", "REGIONAL_PACS", "--study", study]);
+    if let Some((aet, dest_port)) = dest {
+        c.args(["--dest-aet", aet, "--dest-port", &dest_port.to_string()]);
+    }
+    let out = run_bounded(c, std::time::Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "retrieve_cancel.py {mode}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// A C-MOVE and a C-GET cancelled half-way (PS3.4 C.4.2.3.2, C.4.3.3.2): the archive
+/// stops after the sub-operation in flight and answers Cancel (0xFE00) with counts that
+/// add up — completed as many as the destination received, the rest remaining — and the
+/// association goes on serving.
+fn c_move_and_c_get_cancel(backend: Backend) {
+    let archive = TestArchive::new(backend);
+    archive.add_clinic("Clinic A", "CLINIC_A_AE", None);
+    let dest_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    archive.pacs_ok(&[
+        "clinic",
+        "add",
+        "--name",
+        "Clinic A",
+        "--ae-title",
+        "SLOW_WS",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &dest_port.to_string(),
+    ]);
+    let dir = sample_dir();
+    archive.pacs_ok(&[
+        "import",
+        "--quiet",
+        "--clinic",
+        "Clinic A",
+        &dir.display().to_string(),
+    ]);
+    let ct: Vec<PathBuf> = sample_files()
+        .into_iter()
+        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("ct_"))
+        .collect();
+    assert!(ct.len() >= 3, "the CT sample study has {} slices", ct.len());
+    let study = identity(&ct[0]).0;
+    let server = archive.start();
+
+    for (mode, dest) in [("move", Some(("SLOW_WS", dest_port))), ("get", None)] {
+        let r = retrieve_cancel(mode, server.dicom_port, &study, dest);
+        let statuses: Vec<u64> = r["statuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_u64().unwrap())
+            .collect();
+        assert_eq!(statuses.last(), Some(&0xFE00), "{mode}: {r}");
+        assert!(
+            statuses[..statuses.len() - 1].iter().all(|s| *s == 0xFF00),
+            "{mode}: {r}"
+        );
+        let f = &r["final"];
+        let completed = f["completed"].as_u64().unwrap();
+        let remaining = f["remaining"].as_u64().unwrap();
+        assert!(completed >= 1, "{mode}: {r}");
+        assert!(remaining >= 1, "{mode}: nothing was left to cancel: {r}");
+        assert_eq!(
+            completed + remaining + f["failed"].as_u64().unwrap() + f["warning"].as_u64().unwrap(),
+            ct.len() as u64,
+            "{mode}: {r}"
+        );
+        assert_eq!(r["stored"].as_u64().unwrap(), completed, "{mode}: {r}");
+        assert_eq!(
+            r["echo_after"], 0,
+            "{mode}: the association stopped serving: {r}"
+        );
+    }
+    drop(server);
+}
+
+per_backend!(c_move_and_c_get_cancel);
