@@ -20,6 +20,8 @@
 //!   else it may do. Every adapter reads patient data through it.
 //! - [`audit`]: the audit trail (PS3.15 events, hash-chained); [`audit_message`]: an
 //!   entry as a DICOM Audit Message (ATNA XML); [`audit_forwarding`]: forwarding cursors.
+//! - [`worklist`]: reading tasks from the outbox's "study ready" events, routing rules,
+//!   claims with leases, deadlines and escalations.
 //! - [`admin`]: audited administration (users, tokens, assignments) for the CLI and the API.
 //! - [`ae_title`]: the [`ae_title::AeTitle`] newtype; [`error`]: [`StoreError`].
 
@@ -40,5 +42,6 @@ pub mod metadata;
 pub mod objects;
 pub mod query;
 pub mod users;
+pub mod worklist;
 
 pub use error::{Result, StoreError};

@@ -124,6 +124,23 @@ impl Index {
         &self.pool
     }
 
+    /// A transaction that will write: on SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), so that a transaction that reads before it writes waits for another
+    /// writer (busy_timeout) instead of failing with "database is locked" when it upgrades.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// The connection pool, for tests that set up or inspect rows directly. Production
+    /// code outside this crate never uses it: only pacs-store writes SQL.
+    #[doc(hidden)]
+    pub fn pool_for_tests(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Closes the pool after the writer has drained.
     pub async fn close(&self) {
         self.writer.shutdown().await;

@@ -1,0 +1,849 @@
+//! The reading worklist: a task per study ready to read, routed to a radiologist, claimed
+//! with an expiring lease (migration 0011).
+//!
+//! - **Exactly once.** [`Index::route_ready_studies`] consumes the event outbox after the
+//!   cursor of consumer [`CONSUMER`]: a `study_ready` event creates a `read` task; a
+//!   `study_updated` event (late images) creates an `addendum-review` task when the study's
+//!   reading is already done. The task carries its event's id (unique) and the cursor moves
+//!   in the same transaction, so a restart, or a second node, never makes a second task.
+//! - **Routing.** Rules are ordered; the first enabled rule whose conditions all hold
+//!   (modality among the study's, body part among the study's, words of the description,
+//!   clinic, priority; empty = any) names the eligible radiologists: enabled, with the
+//!   rule's subspecialty if it has one, credentialed for one of the study's modalities
+//!   (or for all, when they have no credentials), on shift now (or always, without
+//!   shifts). Among them the one with the fewest open tasks gets it (ties: the lowest id).
+//!   A matching rule without an eligible radiologist gives way to the next matching rule;
+//!   when none is left the task waits in the pool. Routing writes the study assignment
+//!   that lets the radiologist open the study and its priors (`crate::access`).
+//! - **Priority and deadlines.** From the study's Requested Procedure Priority (STAT →
+//!   stat, HIGH → urgent, anything else → routine), unless the rule sets one; due at ready
+//!   time + the priority's turnaround ([`WorklistPolicy`]). [`Index::escalate_tasks`]
+//!   raises `task_due_soon` once when a deadline is near and `task_overdue` once when it
+//!   has passed.
+//! - **Claims.** [`Index::claim_task`] is one conditional UPDATE: it succeeds only if the
+//!   task is open or its lease has run out (or the claimer already holds it, which renews
+//!   the lease). Of two radiologists claiming at once — on one node or two — exactly one
+//!   wins. [`Index::release_task`], [`Index::reassign_task`], [`Index::return_task_to_pool`]
+//!   and [`Index::expire_leases`] complete the life cycle.
+//!
+//! Every change writes an event to the outbox (`task_created`, `task_claimed`,
+//! `task_released`, `task_reassigned`, `task_due_soon`, `task_overdue`) in its own
+//! transaction, for the live feed. Times are passed in (Unix microseconds) so that tests
+//! control the clock.
+
+use std::time::Duration;
+
+use sqlx::{Any, Row as _, Transaction};
+
+use crate::index::Index;
+use crate::{Result, StoreError};
+
+/// The outbox consumer name of the worklist.
+pub const CONSUMER: &str = "worklist";
+
+/// How urgent a reading is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Stat,
+    Urgent,
+    Routine,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Stat => "stat",
+            Priority::Urgent => "urgent",
+            Priority::Routine => "routine",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Priority> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "stat" => Some(Priority::Stat),
+            "urgent" => Some(Priority::Urgent),
+            "routine" => Some(Priority::Routine),
+            _ => None,
+        }
+    }
+
+    /// From (0040,1003) Requested Procedure Priority: STAT, HIGH, ROUTINE, MEDIUM, LOW.
+    pub fn from_requested(value: Option<&str>) -> Priority {
+        match value.map(|v| v.trim().to_ascii_uppercase()).as_deref() {
+            Some("STAT") => Priority::Stat,
+            Some("HIGH") => Priority::Urgent,
+            _ => Priority::Routine,
+        }
+    }
+}
+
+/// Turnaround deadlines, the share of a deadline left when "due soon" is raised, and the
+/// claim lease.
+#[derive(Debug, Clone)]
+pub struct WorklistPolicy {
+    pub stat: Duration,
+    pub urgent: Duration,
+    pub routine: Duration,
+    /// "Due soon" when less than this fraction of the turnaround is left.
+    pub due_soon_fraction: f64,
+    pub lease: Duration,
+}
+
+impl Default for WorklistPolicy {
+    fn default() -> Self {
+        WorklistPolicy {
+            stat: Duration::from_secs(30 * 60),
+            urgent: Duration::from_secs(4 * 3600),
+            routine: Duration::from_secs(24 * 3600),
+            due_soon_fraction: 0.25,
+            lease: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+impl WorklistPolicy {
+    pub fn turnaround(&self, p: Priority) -> Duration {
+        match p {
+            Priority::Stat => self.stat,
+            Priority::Urgent => self.urgent,
+            Priority::Routine => self.routine,
+        }
+    }
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// A task as the worklist shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Task {
+    pub id: i64,
+    pub study_instance_uid: String,
+    pub clinic_id: Option<i64>,
+    /// `read` or `addendum-review`.
+    pub kind: String,
+    pub priority: Priority,
+    /// `open`, `claimed`, `done` or `cancelled`.
+    pub state: String,
+    pub rule: Option<String>,
+    pub assigned_to: Option<i64>,
+    pub claimed_by: Option<i64>,
+    pub lease_expires_at: Option<i64>,
+    pub ready_at: i64,
+    pub due_at: i64,
+}
+
+/// What a claim did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller holds the task until `lease_expires_at`.
+    Held { lease_expires_at: i64 },
+    /// Someone else holds it.
+    HeldByOther { user_id: i64, lease_expires_at: i64 },
+    /// The task is done or cancelled.
+    Closed,
+}
+
+/// A study as routing sees it.
+#[derive(Debug, Clone)]
+struct StudyFacts {
+    id: i64,
+    clinic_id: Option<i64>,
+    modalities: Vec<String>,
+    body_parts: Vec<String>,
+    description: String,
+    priority: Priority,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    id: i64,
+    modality: Option<String>,
+    body_part: Option<String>,
+    description_contains: Option<String>,
+    clinic_id: Option<i64>,
+    priority: Option<String>,
+    subspecialty: Option<String>,
+    set_priority: Option<String>,
+}
+
+impl Rule {
+    fn matches(&self, s: &StudyFacts) -> bool {
+        let eq = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim());
+        self.modality
+            .as_deref()
+            .is_none_or(|m| s.modalities.iter().any(|x| eq(x, m)))
+            && self
+                .body_part
+                .as_deref()
+                .is_none_or(|b| s.body_parts.iter().any(|x| eq(x, b)))
+            && self.description_contains.as_deref().is_none_or(|d| {
+                s.description
+                    .to_lowercase()
+                    .contains(&d.trim().to_lowercase())
+            })
+            && self.clinic_id.is_none_or(|c| s.clinic_id == Some(c))
+            && self
+                .priority
+                .as_deref()
+                .is_none_or(|p| Priority::parse(p) == Some(s.priority))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Radiologist {
+    id: i64,
+    subspecialties: Vec<String>,
+    credentials: Vec<String>,
+    /// (start, end) minutes of the week, UTC.
+    shifts: Vec<(i64, i64)>,
+    open_tasks: i64,
+}
+
+impl Radiologist {
+    fn eligible(&self, rule: &Rule, study: &StudyFacts, minute_of_week: i64) -> bool {
+        let sub_ok = rule.subspecialty.as_deref().is_none_or(|want| {
+            self.subspecialties
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(want))
+        });
+        let cred_ok = self.credentials.is_empty()
+            || self
+                .credentials
+                .iter()
+                .any(|c| study.modalities.iter().any(|m| m.eq_ignore_ascii_case(c)));
+        let shift_ok = self.shifts.is_empty()
+            || self.shifts.iter().any(|&(start, end)| {
+                if start <= end {
+                    (start..end).contains(&minute_of_week)
+                } else {
+                    // Across the end of the week (Sunday night into Monday).
+                    minute_of_week >= start || minute_of_week < end
+                }
+            });
+        sub_ok && cred_ok && shift_ok
+    }
+}
+
+/// The UTC minute of the week (0 = Monday 00:00) of `micros` since the Unix epoch (a
+/// Thursday).
+pub fn minute_of_week(micros: i64) -> i64 {
+    let minutes = micros.div_euclid(60_000_000);
+    // 1970-01-01 was a Thursday: 3 days after a Monday.
+    (minutes + 3 * 24 * 60).rem_euclid(7 * 24 * 60)
+}
+
+const TASK_COLUMNS: &str = "t.id, s.study_instance_uid, t.clinic_id, t.kind, t.priority, t.state, \
+     r.name, t.assigned_to, t.claimed_by, t.lease_expires_at, t.ready_at, t.due_at";
+
+fn task_from(r: &sqlx::any::AnyRow) -> Result<Task> {
+    let priority: String = r.try_get(4)?;
+    Ok(Task {
+        id: r.try_get(0)?,
+        study_instance_uid: r.try_get(1)?,
+        clinic_id: r.try_get(2)?,
+        kind: r.try_get(3)?,
+        priority: Priority::parse(&priority).unwrap_or(Priority::Routine),
+        state: r.try_get(5)?,
+        rule: r.try_get(6)?,
+        assigned_to: r.try_get(7)?,
+        claimed_by: r.try_get(8)?,
+        lease_expires_at: r.try_get(9)?,
+        ready_at: r.try_get(10)?,
+        due_at: r.try_get(11)?,
+    })
+}
+
+async fn task_event(
+    tx: &mut Transaction<'static, Any>,
+    kind: &str,
+    task_id: i64,
+    now: i64,
+    detail: serde_json::Value,
+) -> Result<()> {
+    let row = sqlx::query(
+        "SELECT s.study_instance_uid, t.clinic_id, t.priority, t.assigned_to, t.claimed_by, t.due_at \
+         FROM reading_tasks t JOIN studies s ON s.id = t.study_ref WHERE t.id = $1",
+    )
+    .bind(task_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let mut payload = serde_json::json!({
+        "task_id": task_id,
+        "clinic_id": row.try_get::<Option<i64>, _>(1)?,
+        "priority": row.try_get::<String, _>(2)?,
+        "assigned_to": row.try_get::<Option<i64>, _>(3)?,
+        "claimed_by": row.try_get::<Option<i64>, _>(4)?,
+        "due_at": row.try_get::<i64, _>(5)?,
+    });
+    if let (Some(p), serde_json::Value::Object(extra)) = (payload.as_object_mut(), detail) {
+        p.extend(extra);
+    }
+    sqlx::query(
+        "INSERT INTO events (kind, study_instance_uid, payload, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(kind)
+    .bind(row.try_get::<String, _>(0)?)
+    .bind(payload.to_string())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Gives `user` the study (so the access policy lets them open it and its priors), unless
+/// they already have it.
+async fn assign_study(
+    tx: &mut Transaction<'static, Any>,
+    study_ref: i64,
+    user: i64,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO study_assignments (study_ref, user_id, assigned_at) \
+         SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM study_assignments \
+           WHERE study_ref = $1 AND user_id = $2 AND revoked_at IS NULL)",
+    )
+    .bind(study_ref)
+    .bind(user)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Index {
+    /// Creates the tasks of the outbox's `study_ready` / `study_updated` events after the
+    /// worklist's cursor, at most `batch` events; returns the ids of the tasks created.
+    pub async fn route_ready_studies(
+        &self,
+        policy: &WorklistPolicy,
+        now: i64,
+        batch: i64,
+    ) -> Result<Vec<i64>> {
+        let cursor: i64 =
+            sqlx::query("SELECT last_event_id FROM outbox_cursors WHERE consumer = $1")
+                .bind(CONSUMER)
+                .fetch_optional(self.pool())
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?
+                .unwrap_or(0);
+        let events = self.events_after(cursor, batch).await?;
+        let mut created = Vec::new();
+        for e in events {
+            let mut tx = self.begin_write().await?;
+            let task = match e.kind.as_str() {
+                "study_ready" => {
+                    create_task(
+                        &mut tx,
+                        policy,
+                        e.id,
+                        &e.study_instance_uid,
+                        "read",
+                        e.created_at,
+                        now,
+                    )
+                    .await?
+                }
+                "study_updated" => {
+                    let reported: bool = sqlx::query(
+                        "SELECT 1 FROM reading_tasks t JOIN studies s ON s.id = t.study_ref \
+                         WHERE s.study_instance_uid = $1 AND t.state = 'done'",
+                    )
+                    .bind(&e.study_instance_uid)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+                    if reported {
+                        create_task(
+                            &mut tx,
+                            policy,
+                            e.id,
+                            &e.study_instance_uid,
+                            "addendum-review",
+                            e.created_at,
+                            now,
+                        )
+                        .await?
+                    } else {
+                        None
+                    }
+                }
+                _ => None,
+            };
+            sqlx::query(
+                "INSERT INTO outbox_cursors (consumer, last_event_id) VALUES ($1, $2) \
+                 ON CONFLICT (consumer) DO UPDATE SET last_event_id = CASE \
+                   WHEN excluded.last_event_id > outbox_cursors.last_event_id \
+                   THEN excluded.last_event_id ELSE outbox_cursors.last_event_id END",
+            )
+            .bind(CONSUMER)
+            .bind(e.id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            created.extend(task);
+        }
+        Ok(created)
+    }
+
+    /// One task.
+    pub async fn task(&self, task_id: i64) -> Result<Option<Task>> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM reading_tasks t JOIN studies s ON s.id = t.study_ref \
+             LEFT JOIN routing_rules r ON r.id = t.rule_id WHERE t.id = $1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(task_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(task_from).transpose()
+    }
+
+    /// Open and claimed tasks routed to `user` or claimed by them, most urgent first.
+    pub async fn tasks_of(&self, user: i64) -> Result<Vec<Task>> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM reading_tasks t JOIN studies s ON s.id = t.study_ref \
+             LEFT JOIN routing_rules r ON r.id = t.rule_id \
+             WHERE t.state IN ('open', 'claimed') AND (t.assigned_to = $1 OR t.claimed_by = $1) \
+             ORDER BY CASE t.priority WHEN 'stat' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END, t.due_at, t.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(task_from).collect()
+    }
+
+    /// Claims `task_id` for `user` (or renews their lease): see [`Claim`].
+    pub async fn claim_task(
+        &self,
+        policy: &WorklistPolicy,
+        task_id: i64,
+        user: i64,
+        now: i64,
+    ) -> Result<Claim> {
+        let until = now.saturating_add(micros(policy.lease));
+        let mut tx = self.begin_write().await?;
+        let won = sqlx::query(
+            "UPDATE reading_tasks SET state = 'claimed', claimed_by = $1, lease_expires_at = $2, \
+               updated_at = $3 \
+             WHERE id = $4 AND (state = 'open' OR (state = 'claimed' AND \
+               (claimed_by = $1 OR lease_expires_at <= $3))) \
+             RETURNING study_ref",
+        )
+        .bind(user)
+        .bind(until)
+        .bind(now)
+        .bind(task_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = won else {
+            tx.rollback().await?;
+            let current = sqlx::query(
+                "SELECT state, claimed_by, lease_expires_at FROM reading_tasks WHERE id = $1",
+            )
+            .bind(task_id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("reading task {task_id}")))?;
+            let state: String = current.try_get(0)?;
+            return Ok(
+                match (state.as_str(), current.try_get(1)?, current.try_get(2)?) {
+                    ("claimed", Some(user_id), Some(lease_expires_at)) => Claim::HeldByOther {
+                        user_id,
+                        lease_expires_at,
+                    },
+                    _ => Claim::Closed,
+                },
+            );
+        };
+        assign_study(&mut tx, row.try_get(0)?, user, now).await?;
+        task_event(&mut tx, "task_claimed", task_id, now, serde_json::json!({})).await?;
+        tx.commit().await?;
+        Ok(Claim::Held {
+            lease_expires_at: until,
+        })
+    }
+
+    /// Gives back a task `user` holds: open again, still routed to whom it was.
+    pub async fn release_task(&self, task_id: i64, user: i64, now: i64) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE reading_tasks SET state = 'open', claimed_by = NULL, lease_expires_at = NULL, \
+               updated_at = $1 WHERE id = $2 AND state = 'claimed' AND claimed_by = $3",
+        )
+        .bind(now)
+        .bind(task_id)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 1 {
+            task_event(
+                &mut tx,
+                "task_released",
+                task_id,
+                now,
+                serde_json::json!({ "reason": "released" }),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Releases every claim whose lease ran out; returns the tasks released.
+    pub async fn expire_leases(&self, now: i64) -> Result<Vec<i64>> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "UPDATE reading_tasks SET state = 'open', claimed_by = NULL, lease_expires_at = NULL, \
+               updated_at = $1 WHERE state = 'claimed' AND lease_expires_at <= $1 RETURNING id",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: i64 = r.try_get(0)?;
+            task_event(
+                &mut tx,
+                "task_released",
+                id,
+                now,
+                serde_json::json!({ "reason": "lease expired" }),
+            )
+            .await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Routes an open or claimed task to `to` (a radiologist), ending any claim; the new
+    /// radiologist gets the study.
+    pub async fn reassign_task(&self, task_id: i64, to: i64, now: i64) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let is_radiologist = sqlx::query(
+            "SELECT 1 FROM users WHERE id = $1 AND role = 'radiologist' AND disabled_at IS NULL",
+        )
+        .bind(to)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+        if !is_radiologist {
+            return Err(StoreError::Invalid(
+                "tasks go to enabled radiologists only".into(),
+            ));
+        }
+        let row = sqlx::query(
+            "UPDATE reading_tasks SET state = 'open', assigned_to = $1, claimed_by = NULL, \
+               lease_expires_at = NULL, updated_at = $2 \
+             WHERE id = $3 AND state IN ('open', 'claimed') RETURNING study_ref",
+        )
+        .bind(to)
+        .bind(now)
+        .bind(task_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("open reading task {task_id}")))?;
+        assign_study(&mut tx, row.try_get(0)?, to, now).await?;
+        task_event(
+            &mut tx,
+            "task_reassigned",
+            task_id,
+            now,
+            serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Puts an open or claimed task back in the pool: routed to nobody, claimed by nobody.
+    pub async fn return_task_to_pool(&self, task_id: i64, now: i64) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE reading_tasks SET state = 'open', assigned_to = NULL, claimed_by = NULL, \
+               lease_expires_at = NULL, updated_at = $1 WHERE id = $2 AND state IN ('open', 'claimed')",
+        )
+        .bind(now)
+        .bind(task_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("open reading task {task_id}")));
+        }
+        task_event(
+            &mut tx,
+            "task_released",
+            task_id,
+            now,
+            serde_json::json!({ "reason": "returned to the pool" }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Raises `task_due_soon` (once) for open and claimed tasks whose deadline is near and
+    /// `task_overdue` (once) for those past it; returns (due soon, overdue) task ids.
+    pub async fn escalate_tasks(
+        &self,
+        policy: &WorklistPolicy,
+        now: i64,
+    ) -> Result<(Vec<i64>, Vec<i64>)> {
+        let mut tx = self.begin_write().await?;
+        let overdue_rows = sqlx::query(
+            "UPDATE reading_tasks SET overdue_escalated_at = $1 \
+             WHERE state IN ('open', 'claimed') AND overdue_escalated_at IS NULL AND due_at <= $1 \
+             RETURNING id",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut overdue = Vec::new();
+        for r in overdue_rows {
+            let id: i64 = r.try_get(0)?;
+            task_event(&mut tx, "task_overdue", id, now, serde_json::json!({})).await?;
+            overdue.push(id);
+        }
+        // "Due soon": less than the fraction of its own turnaround left.
+        let candidates = sqlx::query(
+            "SELECT id, ready_at, due_at FROM reading_tasks \
+             WHERE state IN ('open', 'claimed') AND near_escalated_at IS NULL \
+               AND overdue_escalated_at IS NULL AND due_at > $1",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut soon = Vec::new();
+        for r in candidates {
+            let (id, ready, due): (i64, i64, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            let window = ((due - ready) as f64 * policy.due_soon_fraction) as i64;
+            if due - now <= window {
+                sqlx::query("UPDATE reading_tasks SET near_escalated_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                task_event(&mut tx, "task_due_soon", id, now, serde_json::json!({})).await?;
+                soon.push(id);
+            }
+        }
+        tx.commit().await?;
+        Ok((soon, overdue))
+    }
+}
+
+/// Creates the task of event `event_id` for study `uid`, routed; `None` when the event
+/// already made one (another node, or before a restart) or the study is unknown.
+async fn create_task(
+    tx: &mut Transaction<'static, Any>,
+    policy: &WorklistPolicy,
+    event_id: i64,
+    uid: &str,
+    kind: &str,
+    ready_at: i64,
+    now: i64,
+) -> Result<Option<i64>> {
+    let Some(study) = study_facts(tx, uid).await? else {
+        tracing::warn!(study = %uid, "worklist: a ready study is not in the index");
+        return Ok(None);
+    };
+    let rules = routing_rules(tx).await?;
+    let radiologists = radiologists(tx).await?;
+    let minute = minute_of_week(now);
+    let mut priority = study.priority;
+    let mut chosen: Option<(i64, Option<i64>)> = None; // (rule, radiologist)
+    for rule in rules.iter().filter(|r| r.matches(&study)) {
+        if chosen.is_none() {
+            // The first matching rule sets the priority, whoever reads it.
+            if let Some(p) = rule.set_priority.as_deref().and_then(Priority::parse) {
+                priority = p;
+            }
+        }
+        let best = radiologists
+            .iter()
+            .filter(|r| r.eligible(rule, &study, minute))
+            .min_by_key(|r| (r.open_tasks, r.id));
+        match best {
+            Some(r) => {
+                chosen = Some((rule.id, Some(r.id)));
+                break;
+            }
+            None if chosen.is_none() => chosen = Some((rule.id, None)),
+            None => {}
+        }
+    }
+    let (rule_id, assignee) = match chosen {
+        Some((rule, who)) => (Some(rule), who),
+        None => (None, None),
+    };
+    let due_at = ready_at.saturating_add(micros(policy.turnaround(priority)));
+    let row = sqlx::query(
+        "INSERT INTO reading_tasks (source_event_id, study_ref, clinic_id, kind, priority, state, \
+           rule_id, assigned_to, ready_at, due_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $9, $10, $10) \
+         ON CONFLICT (source_event_id) DO NOTHING RETURNING id",
+    )
+    .bind(event_id)
+    .bind(study.id)
+    .bind(study.clinic_id)
+    .bind(kind)
+    .bind(priority.as_str())
+    .bind(rule_id)
+    .bind(assignee)
+    .bind(ready_at)
+    .bind(due_at)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let task_id: i64 = row.try_get(0)?;
+    if let Some(user) = assignee {
+        assign_study(tx, study.id, user, now).await?;
+    }
+    task_event(
+        tx,
+        "task_created",
+        task_id,
+        now,
+        serde_json::json!({ "kind": kind }),
+    )
+    .await?;
+    Ok(Some(task_id))
+}
+
+async fn study_facts(tx: &mut Transaction<'static, Any>, uid: &str) -> Result<Option<StudyFacts>> {
+    let row = sqlx::query(
+        "SELECT id, clinic_id, modalities_in_study, body_parts, study_description, \
+           requested_priority FROM studies WHERE study_instance_uid = $1",
+    )
+    .bind(uid)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let list = |s: Option<String>| -> Vec<String> {
+        s.unwrap_or_default()
+            .split('\\')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let requested: Option<String> = r.try_get(5)?;
+    Ok(Some(StudyFacts {
+        id: r.try_get(0)?,
+        clinic_id: r.try_get(1)?,
+        modalities: list(r.try_get(2)?),
+        body_parts: list(r.try_get(3)?),
+        description: r.try_get::<Option<String>, _>(4)?.unwrap_or_default(),
+        priority: Priority::from_requested(requested.as_deref()),
+    }))
+}
+
+async fn routing_rules(tx: &mut Transaction<'static, Any>) -> Result<Vec<Rule>> {
+    let rows = sqlx::query(
+        "SELECT id, modality, body_part, description_contains, clinic_id, priority, subspecialty, \
+           set_priority FROM routing_rules WHERE enabled = 1 ORDER BY position, id",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let blank = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    rows.iter()
+        .map(|r| {
+            Ok(Rule {
+                id: r.try_get(0)?,
+                modality: blank(r.try_get(1)?),
+                body_part: blank(r.try_get(2)?),
+                description_contains: blank(r.try_get(3)?),
+                clinic_id: r.try_get(4)?,
+                priority: blank(r.try_get(5)?),
+                subspecialty: blank(r.try_get(6)?),
+                set_priority: blank(r.try_get(7)?),
+            })
+        })
+        .collect()
+}
+
+async fn radiologists(tx: &mut Transaction<'static, Any>) -> Result<Vec<Radiologist>> {
+    let rows = sqlx::query(
+        "SELECT u.id, \
+           (SELECT COUNT(*) FROM reading_tasks t WHERE t.assigned_to = u.id \
+              AND t.state IN ('open', 'claimed')) \
+         FROM users u WHERE u.role = 'radiologist' AND u.disabled_at IS NULL ORDER BY u.id",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut out: Vec<Radiologist> = rows
+        .iter()
+        .map(|r| {
+            Ok(Radiologist {
+                id: r.try_get(0)?,
+                open_tasks: r.try_get(1)?,
+                subspecialties: Vec::new(),
+                credentials: Vec::new(),
+                shifts: Vec::new(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let find = |out: &mut Vec<Radiologist>, id: i64| out.iter_mut().position(|r| r.id == id);
+    for r in sqlx::query("SELECT user_id, subspecialty FROM user_subspecialties")
+        .fetch_all(&mut **tx)
+        .await?
+    {
+        if let Some(i) = find(&mut out, r.try_get(0)?) {
+            out[i].subspecialties.push(r.try_get(1)?);
+        }
+    }
+    for r in sqlx::query("SELECT user_id, modality FROM radiologist_credentials")
+        .fetch_all(&mut **tx)
+        .await?
+    {
+        if let Some(i) = find(&mut out, r.try_get(0)?) {
+            out[i].credentials.push(r.try_get(1)?);
+        }
+    }
+    for r in sqlx::query("SELECT user_id, start_minute, end_minute FROM radiologist_shifts")
+        .fetch_all(&mut **tx)
+        .await?
+    {
+        if let Some(i) = find(&mut out, r.try_get(0)?) {
+            out[i].shifts.push((r.try_get(1)?, r.try_get(2)?));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priorities_from_the_modality() {
+        assert_eq!(Priority::from_requested(Some("STAT")), Priority::Stat);
+        assert_eq!(Priority::from_requested(Some("HIGH ")), Priority::Urgent);
+        assert_eq!(Priority::from_requested(Some("LOW")), Priority::Routine);
+        assert_eq!(Priority::from_requested(None), Priority::Routine);
+        assert!(Priority::Stat < Priority::Urgent && Priority::Urgent < Priority::Routine);
+    }
+
+    #[test]
+    fn minutes_of_the_week() {
+        // 1970-01-05 00:00 UTC was a Monday.
+        assert_eq!(minute_of_week(4 * 86_400 * 1_000_000), 0);
+        // 1970-01-01 00:00 was a Thursday.
+        assert_eq!(minute_of_week(0), 3 * 24 * 60);
+        assert_eq!(
+            minute_of_week(4 * 86_400 * 1_000_000 - 60_000_000),
+            7 * 24 * 60 - 1
+        );
+    }
+}

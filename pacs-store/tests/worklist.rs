@@ -1,0 +1,442 @@
+//! The reading worklist against real databases: routing by rules, subspecialty, shift and
+//! load; tasks made exactly once from the outbox; claims that exactly one radiologist wins,
+//! also from two index handles (two nodes) at once; leases; deadlines and escalations on a
+//! controlled clock; late images after the reading → an addendum-review task.
+
+use std::time::Duration;
+
+use pacs_store::charset::PersonName;
+use pacs_store::header::IndexedAttributes;
+use pacs_store::index::{Index, NewInstance, now_micros};
+use pacs_store::objects::ObjectKey;
+use pacs_store::worklist::{Claim, Priority, WorklistPolicy, minute_of_week};
+use sqlx::Row as _;
+
+const MIN: i64 = 60_000_000;
+
+struct StudySpec {
+    n: u32,
+    modality: &'static str,
+    body_part: &'static str,
+    priority: Option<&'static str>,
+}
+
+fn instance(
+    study: u32,
+    instance: u32,
+    modality: &str,
+    body_part: &str,
+    priority: Option<&str>,
+) -> NewInstance {
+    NewInstance {
+        attrs: IndexedAttributes {
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+            sop_instance_uid: format!("1.2.826.0.1.3680043.10.543.9.{study}.{instance}"),
+            study_instance_uid: format!("1.2.826.0.1.3680043.10.543.7.{study}"),
+            series_instance_uid: format!("1.2.826.0.1.3680043.10.543.8.{study}"),
+            patient_id: Some(format!("WL{study}")),
+            patient_name: Some(PersonName {
+                alphabetic: format!("Test^Worklist{study}"),
+                ..Default::default()
+            }),
+            modality: Some(modality.into()),
+            body_part_examined: Some(body_part.into()),
+            requested_procedure_priority: priority.map(str::to_owned),
+            ..Default::default()
+        },
+        transfer_syntax_uid: "1.2.840.10008.1.2.1".into(),
+        object_key: ObjectKey::generate(),
+        size_bytes: 100,
+        dataset_offset: 0,
+        content_hash: format!("{study:032x}{instance:032x}"),
+        clinic_id: Some(1),
+        clinic_name: Some("Township A".into()),
+        source_ae: Some("TOWNSHIP_A".into()),
+        received_at: now_micros(),
+    }
+}
+
+async fn radiologist(index: &Index, name: &str, subspecialties: &[&str]) -> i64 {
+    let now = now_micros();
+    let id: i64 = sqlx::query(
+        "INSERT INTO users (username, role, created_at, updated_at) VALUES ($1, 'radiologist', $2, $2) RETURNING id",
+    )
+    .bind(name)
+    .bind(now)
+    .fetch_one(index_pool(index))
+    .await
+    .unwrap()
+    .try_get(0)
+    .unwrap();
+    for s in subspecialties {
+        sqlx::query("INSERT INTO user_subspecialties (user_id, subspecialty) VALUES ($1, $2)")
+            .bind(id)
+            .bind(*s)
+            .execute(index_pool(index))
+            .await
+            .unwrap();
+    }
+    id
+}
+
+fn index_pool(index: &Index) -> &sqlx::AnyPool {
+    index.pool_for_tests()
+}
+
+async fn store(index: &Index, specs: &[StudySpec]) {
+    for s in specs {
+        index
+            .insert_instance(instance(s.n, 1, s.modality, s.body_part, s.priority))
+            .await
+            .unwrap();
+    }
+    index.mark_ready_studies(Duration::ZERO).await.unwrap();
+}
+
+fn uid(n: u32) -> String {
+    format!("1.2.826.0.1.3680043.10.543.7.{n}")
+}
+
+async fn task_of(index: &Index, study: u32) -> pacs_store::worklist::Task {
+    let id: i64 = sqlx::query(
+        "SELECT t.id FROM reading_tasks t JOIN studies s ON s.id = t.study_ref \
+         WHERE s.study_instance_uid = $1 ORDER BY t.id DESC",
+    )
+    .bind(uid(study))
+    .fetch_one(index_pool(index))
+    .await
+    .unwrap()
+    .try_get(0)
+    .unwrap();
+    index.task(id).await.unwrap().unwrap()
+}
+
+async fn count(index: &Index, sql: &'static str) -> i64 {
+    sqlx::query(sql)
+        .fetch_one(index_pool(index))
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap()
+}
+
+/// The whole behaviour, on one database; `second` is another handle on the same database
+/// (another node).
+async fn contract(index: &Index, second: &Index) {
+    let policy = WorklistPolicy::default();
+    sqlx::query("INSERT INTO clinics (name, created_at) VALUES ('Township A', 0)")
+        .execute(index_pool(index))
+        .await
+        .unwrap();
+    let neuro = radiologist(index, "neuro", &["neuro"]).await;
+    let chest = radiologist(index, "chest", &["chest"]).await;
+    let general = radiologist(index, "general", &[]).await;
+    // A neuroradiologist whose shift is not now: never routed to.
+    let off = radiologist(index, "neuro-off", &["neuro"]).await;
+    let now = now_micros();
+    let m = minute_of_week(now);
+    let (start, end) = ((m + 120) % 10080, (m + 240) % 10080);
+    sqlx::query(
+        "INSERT INTO radiologist_shifts (user_id, start_minute, end_minute) VALUES ($1, $2, $3)",
+    )
+    .bind(off)
+    .bind(start)
+    .bind(end)
+    .execute(index_pool(index))
+    .await
+    .unwrap();
+
+    store(
+        index,
+        &[
+            StudySpec {
+                n: 1,
+                modality: "CT",
+                body_part: "HEAD",
+                priority: None,
+            },
+            StudySpec {
+                n: 2,
+                modality: "CT",
+                body_part: "CHEST",
+                priority: Some("STAT"),
+            },
+            StudySpec {
+                n: 3,
+                modality: "US",
+                body_part: "ABDOMEN",
+                priority: Some("HIGH"),
+            },
+        ],
+    )
+    .await;
+    let created = index.route_ready_studies(&policy, now, 100).await.unwrap();
+    assert_eq!(created.len(), 3);
+
+    let head = task_of(index, 1).await;
+    assert_eq!(head.assigned_to, Some(neuro), "{head:?}");
+    assert_eq!(head.rule.as_deref(), Some("neuro-ct-head"));
+    assert_eq!(head.priority, Priority::Routine);
+    assert_eq!(head.due_at - head.ready_at, 24 * 60 * MIN);
+    let chest_task = task_of(index, 2).await;
+    assert_eq!(chest_task.assigned_to, Some(chest));
+    assert_eq!(chest_task.priority, Priority::Stat);
+    assert_eq!(chest_task.due_at - chest_task.ready_at, 30 * MIN);
+    // No rule for US but "anyone": the least loaded eligible radiologist (general has none).
+    let us = task_of(index, 3).await;
+    assert_eq!(
+        (us.assigned_to, us.priority),
+        (Some(general), Priority::Urgent)
+    );
+    assert_eq!(us.rule.as_deref(), Some("anyone"));
+    // Routing gave each radiologist the study (the access policy's assignment).
+    assert_eq!(
+        count(
+            index,
+            "SELECT COUNT(*) FROM study_assignments WHERE revoked_at IS NULL"
+        )
+        .await,
+        3
+    );
+
+    // MR knee: no msk radiologist, so the msk rule gives way to "anyone", least loaded:
+    // the off-shift radiologist is not eligible, the three others have one task each →
+    // the lowest id.
+    store(
+        index,
+        &[StudySpec {
+            n: 4,
+            modality: "MR",
+            body_part: "KNEE",
+            priority: None,
+        }],
+    )
+    .await;
+    // Exactly once: both nodes route the same events at once.
+    let (a, b) = tokio::join!(
+        index.route_ready_studies(&policy, now, 100),
+        second.route_ready_studies(&policy, now, 100)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.len() + b.len(), 1, "{a:?} {b:?}");
+    let knee = task_of(index, 4).await;
+    assert_eq!(knee.assigned_to, Some(neuro), "{knee:?}");
+    // The rule recorded is the one whose radiologist got it.
+    assert_eq!(knee.rule.as_deref(), Some("anyone"));
+    // A restart that lost the cursor makes no second task either.
+    sqlx::query("DELETE FROM outbox_cursors")
+        .execute(index_pool(index))
+        .await
+        .unwrap();
+    assert!(
+        index
+            .route_ready_studies(&policy, now, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(count(index, "SELECT COUNT(*) FROM reading_tasks").await, 4);
+    assert_eq!(index.tasks_of(neuro).await.unwrap().len(), 2);
+
+    // Claims: two radiologists on two nodes at once, exactly one wins.
+    let (x, y) = tokio::join!(
+        index.claim_task(&policy, us.id, general, now),
+        second.claim_task(&policy, us.id, chest, now)
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    let held = [&x, &y]
+        .iter()
+        .filter(|c| matches!(c, Claim::Held { .. }))
+        .count();
+    assert_eq!(held, 1, "{x:?} {y:?}");
+    let (winner, loser) = if matches!(x, Claim::Held { .. }) {
+        (general, chest)
+    } else {
+        (chest, general)
+    };
+    let lease = now + policy.lease.as_micros() as i64;
+    assert_eq!(
+        index
+            .claim_task(&policy, us.id, loser, now + MIN)
+            .await
+            .unwrap(),
+        Claim::HeldByOther {
+            user_id: winner,
+            lease_expires_at: lease
+        }
+    );
+    // The holder renews; the lease runs from the renewal.
+    assert_eq!(
+        index
+            .claim_task(&policy, us.id, winner, now + 2 * MIN)
+            .await
+            .unwrap(),
+        Claim::Held {
+            lease_expires_at: lease + 2 * MIN
+        }
+    );
+    // Not the holder: cannot release.
+    assert!(
+        !index
+            .release_task(us.id, loser, now + 3 * MIN)
+            .await
+            .unwrap()
+    );
+    // The lease runs out: released, and the other can claim.
+    let expired = index.expire_leases(lease + 2 * MIN).await.unwrap();
+    assert_eq!(expired, vec![us.id]);
+    assert!(matches!(
+        index
+            .claim_task(&policy, us.id, loser, lease + 3 * MIN)
+            .await
+            .unwrap(),
+        Claim::Held { .. }
+    ));
+    // The claimer got the study.
+    let assigned: i64 = sqlx::query(
+        "SELECT COUNT(*) FROM study_assignments a JOIN studies s ON s.id = a.study_ref \
+         WHERE s.study_instance_uid = $1 AND a.user_id = $2 AND a.revoked_at IS NULL",
+    )
+    .bind(uid(3))
+    .bind(loser)
+    .fetch_one(index_pool(index))
+    .await
+    .unwrap()
+    .try_get(0)
+    .unwrap();
+    assert_eq!(assigned, 1);
+    assert!(
+        index
+            .release_task(us.id, loser, lease + 4 * MIN)
+            .await
+            .unwrap()
+    );
+    // Reassign and back to the pool.
+    index.reassign_task(head.id, general, now).await.unwrap();
+    assert_eq!(
+        index.task(head.id).await.unwrap().unwrap().assigned_to,
+        Some(general)
+    );
+    assert!(index.reassign_task(head.id, 999_999, now).await.is_err());
+    index.return_task_to_pool(head.id, now).await.unwrap();
+    assert_eq!(
+        index.task(head.id).await.unwrap().unwrap().assigned_to,
+        None
+    );
+
+    // Deadlines on a controlled clock: the STAT chest CT, due 30 min after ready.
+    let ready = chest_task.ready_at;
+    let (soon, overdue) = index
+        .escalate_tasks(&policy, ready + 10 * MIN)
+        .await
+        .unwrap();
+    assert!(!soon.contains(&chest_task.id) && overdue.is_empty());
+    let (soon, _) = index
+        .escalate_tasks(&policy, ready + 23 * MIN)
+        .await
+        .unwrap();
+    assert_eq!(soon, vec![chest_task.id]);
+    let (soon, overdue) = index
+        .escalate_tasks(&policy, ready + 24 * MIN)
+        .await
+        .unwrap();
+    assert!(soon.is_empty() && overdue.is_empty(), "raised twice");
+    let (_, overdue) = index
+        .escalate_tasks(&policy, ready + 31 * MIN)
+        .await
+        .unwrap();
+    assert_eq!(overdue, vec![chest_task.id]);
+    let (_, overdue) = index
+        .escalate_tasks(&policy, ready + 40 * MIN)
+        .await
+        .unwrap();
+    assert!(overdue.is_empty(), "raised twice");
+    let kinds: Vec<String> =
+        sqlx::query("SELECT kind FROM events WHERE kind LIKE 'task_%' ORDER BY id")
+            .fetch_all(index_pool(index))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get(0).unwrap())
+            .collect();
+    for k in [
+        "task_created",
+        "task_claimed",
+        "task_released",
+        "task_reassigned",
+        "task_due_soon",
+        "task_overdue",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
+    }
+
+    // Late images after the reading is done: an addendum-review task; before it is done,
+    // none (the open task covers them).
+    sqlx::query("UPDATE reading_tasks SET state = 'done' WHERE id = $1")
+        .bind(knee.id)
+        .execute(index_pool(index))
+        .await
+        .unwrap();
+    index
+        .insert_instance(instance(4, 2, "MR", "KNEE", None))
+        .await
+        .unwrap();
+    index
+        .insert_instance(instance(1, 2, "CT", "HEAD", None))
+        .await
+        .unwrap();
+    index.mark_ready_studies(Duration::ZERO).await.unwrap();
+    let created = index.route_ready_studies(&policy, now, 100).await.unwrap();
+    assert_eq!(created.len(), 1);
+    let review = index.task(created[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (review.kind.as_str(), review.study_instance_uid.as_str()),
+        ("addendum-review", uid(4).as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn worklist_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("index.db").display());
+    let index = Index::open(&url).await.unwrap();
+    let second = Index::open(&url).await.unwrap();
+    contract(&index, &second).await;
+    second.close().await;
+    index.close().await;
+}
+
+/// On PostgreSQL (a fresh database on the server scripts/test.sh starts): required
+/// unless PACS_TEST_ALLOW_NO_POSTGRES=1.
+#[tokio::test(flavor = "multi_thread")]
+async fn worklist_on_postgres() {
+    use sqlx::Executor;
+    let Ok(admin) = std::env::var("PACS_TEST_POSTGRES_URL") else {
+        if std::env::var("PACS_TEST_ALLOW_NO_POSTGRES").as_deref() == Ok("1") {
+            eprintln!("SKIPPED: PostgreSQL worklist test (PACS_TEST_ALLOW_NO_POSTGRES=1)");
+            return;
+        }
+        panic!(
+            "PACS_TEST_POSTGRES_URL is not set: this test needs a real PostgreSQL \
+             (scripts/test.sh starts one), or set PACS_TEST_ALLOW_NO_POSTGRES=1 to skip it"
+        );
+    };
+    sqlx::any::install_default_drivers();
+    let name = format!("pacs_worklist_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
+    pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let index = Index::open(&url).await.unwrap();
+    let second = Index::open(&url).await.unwrap();
+    contract(&index, &second).await;
+    second.close().await;
+    index.close().await;
+    let _ = pool
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .await;
+    pool.close().await;
+}
