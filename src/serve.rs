@@ -77,6 +77,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     }
     let http_tls = settings.http_tls()?;
     let session_ttl = settings.session_ttl()?;
+    let worklist_policy = settings.worklist_policy()?;
     let scheme = if http_tls.is_some() { "https" } else { "http" };
     if !settings.http_bind.is_loopback() && http_tls.is_none() {
         tracing::warn!(%http_addr, "HTTP listens beyond loopback without TLS: configure http_tls_cert/http_tls_key or put it behind a TLS proxy");
@@ -172,6 +173,11 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         warm_tx,
         stop_rx.clone(),
     ));
+    let worklist = tokio::spawn(worklist_keeper(
+        archive.index().clone(),
+        worklist_policy,
+        stop_rx.clone(),
+    ));
     let scp = dicom_scp::run_with_tls(
         dicom,
         dicom_tls,
@@ -194,6 +200,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     a.context("DICOM listener failed")?;
     b.context("HTTP server failed")?;
     let _ = sweeper.await;
+    let _ = worklist.await;
     let _ = warmer.await;
     // Audit trail: the application stopped (after the last store in flight).
     let event = application_event(&settings, EventType::ApplicationStop, &started);
@@ -303,6 +310,54 @@ async fn ready_sweeper(
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot mark studies ready"),
+        }
+    }
+}
+
+/// Keeps the worklist current: a task for every study that became ready (from the
+/// outbox, so none is missed across restarts), claims whose lease ran out released, and
+/// deadline escalations raised.
+async fn worklist_keeper(
+    index: Index,
+    policy: pacs_store::worklist::WorklistPolicy,
+    mut stop: watch::Receiver<bool>,
+) {
+    const BATCH: i64 = 500;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let now = pacs_store::index::now_micros();
+        loop {
+            match index.route_ready_studies(&policy, now, BATCH).await {
+                Ok(routed) => {
+                    for id in &routed.created {
+                        tracing::info!(task = id, "reading task created");
+                    }
+                    if (routed.read as i64) < BATCH {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "worklist: cannot create reading tasks");
+                    break;
+                }
+            }
+        }
+        if let Err(e) = index.expire_leases(now).await {
+            tracing::error!(error = %e, "worklist: cannot release expired claims");
+        }
+        match index.escalate_tasks(&policy, now).await {
+            Ok((soon, overdue)) => {
+                for id in soon {
+                    tracing::warn!(task = id, "reading task due soon");
+                }
+                for id in overdue {
+                    tracing::warn!(task = id, "reading task overdue");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "worklist: cannot raise escalations"),
         }
     }
 }

@@ -62,12 +62,20 @@ pub struct Settings {
     /// PEM certificate chain and private key this node authenticates itself with.
     pub audit_syslog_client_cert: Option<PathBuf>,
     pub audit_syslog_client_key: Option<PathBuf>,
+
+    /// Reading turnaround per priority, from "study ready" to the signed report.
+    pub turnaround_stat_minutes: u64,
+    pub turnaround_urgent_minutes: u64,
+    pub turnaround_routine_minutes: u64,
+    /// How long a radiologist's claim on a task lasts without being renewed.
+    pub claim_lease_seconds: u64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         let store = StoreConfig::default();
         let scp = dicom_scp::ScpConfig::default();
+        let worklist = pacs_store::worklist::WorklistPolicy::default();
         Settings {
             data_dir: store.data_dir,
             database_url: None,
@@ -95,6 +103,10 @@ impl Default for Settings {
             audit_syslog_server_name: None,
             audit_syslog_client_cert: None,
             audit_syslog_client_key: None,
+            turnaround_stat_minutes: worklist.stat.as_secs() / 60,
+            turnaround_urgent_minutes: worklist.urgent.as_secs() / 60,
+            turnaround_routine_minutes: worklist.routine.as_secs() / 60,
+            claim_lease_seconds: worklist.lease.as_secs(),
         }
     }
 }
@@ -127,6 +139,10 @@ const ENV_KEYS: &[&str] = &[
     "audit_syslog_server_name",
     "audit_syslog_client_cert",
     "audit_syslog_client_key",
+    "turnaround_stat_minutes",
+    "turnaround_urgent_minutes",
+    "turnaround_routine_minutes",
+    "claim_lease_seconds",
 ];
 const S3_ENV_KEYS: &[&str] = &[
     "endpoint",
@@ -214,6 +230,32 @@ impl Settings {
         Ok(SessionTtl {
             absolute: Duration::from_secs(self.session_lifetime_seconds),
             idle: Duration::from_secs(self.session_idle_seconds),
+        })
+    }
+
+    /// The worklist's deadlines and claim lease.
+    pub fn worklist_policy(&self) -> anyhow::Result<pacs_store::worklist::WorklistPolicy> {
+        let (stat, urgent, routine) = (
+            self.turnaround_stat_minutes,
+            self.turnaround_urgent_minutes,
+            self.turnaround_routine_minutes,
+        );
+        anyhow::ensure!(
+            stat >= 1 && stat <= urgent && urgent <= routine,
+            "turnaround minutes must be at least 1 and STAT ≤ urgent ≤ routine (got {stat}, \
+             {urgent}, {routine})"
+        );
+        anyhow::ensure!(
+            self.claim_lease_seconds >= 30,
+            "claim_lease_seconds must be at least 30 (got {})",
+            self.claim_lease_seconds
+        );
+        Ok(pacs_store::worklist::WorklistPolicy {
+            stat: Duration::from_secs(stat * 60),
+            urgent: Duration::from_secs(urgent * 60),
+            routine: Duration::from_secs(routine * 60),
+            lease: Duration::from_secs(self.claim_lease_seconds),
+            ..Default::default()
         })
     }
 

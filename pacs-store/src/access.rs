@@ -98,6 +98,31 @@ macro_rules! in_scope {
 }
 pub(crate) use in_scope;
 
+/// The scope's rule for reading tasks, on the `reading_tasks` row aliased `t`, with the
+/// same binds as [`in_scope!`]: administrators see every task; a clinic's users their
+/// clinic's tasks (the state of their studies); a radiologist the tasks routed to or
+/// claimed by them and the open tasks of the pool; nobody else any.
+macro_rules! task_in_scope {
+    ($kind:literal, $subject:literal) => {
+        concat!(
+            "(",
+            $kind,
+            " = 'all' OR (",
+            $kind,
+            " = 'clinic' AND t.clinic_id = ",
+            $subject,
+            ") OR (",
+            $kind,
+            " = 'assigned' AND (t.assigned_to = ",
+            $subject,
+            " OR t.claimed_by = ",
+            $subject,
+            " OR (t.assigned_to IS NULL AND t.state = 'open'))))"
+        )
+    };
+}
+pub(crate) use task_in_scope;
+
 /// Things a principal may do besides seeing studies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Capability {
@@ -109,6 +134,8 @@ pub enum Capability {
     ReadMetrics,
     /// Upload objects over HTTP (STOW-RS), for the uploader's clinic.
     Store,
+    /// Claim reading tasks and report on them (central radiologists).
+    ClaimTasks,
 }
 
 impl Capability {
@@ -118,6 +145,7 @@ impl Capability {
             Capability::ReadAuditTrail => "reading the audit trail",
             Capability::ReadMetrics => "reading metrics",
             Capability::Store => "uploading DICOM objects",
+            Capability::ClaimTasks => "claiming reading tasks",
         }
     }
 }
@@ -134,6 +162,7 @@ pub fn may(principal: &Principal, capability: Capability) -> bool {
             Role::Service => principal.clinic_id.is_some(),
             Role::Radiologist | Role::Clinician => false,
         },
+        Capability::ClaimTasks => principal.role == Role::Radiologist,
     }
 }
 

@@ -460,13 +460,13 @@ pub struct Row {
 
 /// A value bound to the statement.
 #[derive(Debug, Clone)]
-enum Bind {
+pub(crate) enum Bind {
     Text(String),
     Int(i64),
 }
 
 /// A statement assembled from literal pieces and numbered placeholders.
-struct Sql {
+pub(crate) struct Sql {
     text: String,
     binds: Vec<Bind>,
     /// A PatientName condition matches few patients ([`few_name_keys`]): start from them.
@@ -474,7 +474,7 @@ struct Sql {
 }
 
 impl Sql {
-    fn new(scope: Scope) -> Sql {
+    pub(crate) fn new(scope: Scope) -> Sql {
         let (kind, subject) = scope.binds();
         Sql {
             text: String::with_capacity(1024),
@@ -483,22 +483,22 @@ impl Sql {
         }
     }
 
-    fn push(&mut self, literal: &'static str) {
+    pub(crate) fn push(&mut self, literal: &'static str) {
         self.text.push_str(literal);
     }
 
-    fn bind(&mut self, value: Bind) {
+    pub(crate) fn bind(&mut self, value: Bind) {
         self.binds.push(value);
         self.text.push('$');
         self.text.push_str(&self.binds.len().to_string());
     }
 
-    fn text(&mut self, s: impl Into<String>) {
+    pub(crate) fn text(&mut self, s: impl Into<String>) {
         self.bind(Bind::Text(s.into()));
     }
 
     /// The statement with its values bound.
-    fn build(self) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    pub(crate) fn build(self) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
         let Sql { text, binds, .. } = self;
         let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
         for b in binds {

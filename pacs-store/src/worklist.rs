@@ -135,6 +135,15 @@ pub struct Task {
     pub due_at: i64,
 }
 
+/// What [`Index::route_ready_studies`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routed {
+    /// The tasks created.
+    pub created: Vec<i64>,
+    /// Outbox events read.
+    pub read: usize,
+}
+
 /// What a claim did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -316,13 +325,14 @@ async fn assign_study(
 
 impl Index {
     /// Creates the tasks of the outbox's `study_ready` / `study_updated` events after the
-    /// worklist's cursor, at most `batch` events; returns the ids of the tasks created.
+    /// worklist's cursor, reading at most `batch` events; returns the ids of the tasks
+    /// created and how many events were read (fewer than `batch`: none are left).
     pub async fn route_ready_studies(
         &self,
         policy: &WorklistPolicy,
         now: i64,
         batch: i64,
-    ) -> Result<Vec<i64>> {
+    ) -> Result<Routed> {
         let cursor: i64 =
             sqlx::query("SELECT last_event_id FROM outbox_cursors WHERE consumer = $1")
                 .bind(CONSUMER)
@@ -332,6 +342,7 @@ impl Index {
                 .transpose()?
                 .unwrap_or(0);
         let events = self.events_after(cursor, batch).await?;
+        let read = events.len();
         let mut created = Vec::new();
         for e in events {
             let mut tx = self.begin_write().await?;
@@ -387,7 +398,7 @@ impl Index {
             tx.commit().await?;
             created.extend(task);
         }
-        Ok(created)
+        Ok(Routed { created, read })
     }
 
     /// One task.
@@ -637,6 +648,173 @@ impl Index {
         }
         tx.commit().await?;
         Ok((soon, overdue))
+    }
+}
+
+/// Which tasks a worklist query shows (always within the caller's scope).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum View {
+    /// Open and claimed tasks routed to or claimed by the caller.
+    Mine,
+    /// Open tasks routed to nobody.
+    Pool,
+    /// Open and claimed tasks past their deadline.
+    Overdue,
+    /// Every open and claimed task (the caller's scope decides which).
+    All,
+}
+
+/// How a worklist is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sort {
+    /// Most urgent first, then the nearest deadline (the default).
+    #[default]
+    Priority,
+    /// Nearest deadline first.
+    Due,
+    /// Oldest ready first.
+    Ready,
+}
+
+/// A worklist query.
+#[derive(Debug, Clone)]
+pub struct WorklistQuery {
+    pub view: View,
+    /// Only tasks of studies with this modality.
+    pub modality: Option<String>,
+    pub priority: Option<Priority>,
+    pub clinic_id: Option<i64>,
+    pub sort: Sort,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A row of the worklist: the task and what a reader needs to pick it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WorklistItem {
+    pub task_id: i64,
+    pub kind: String,
+    pub priority: String,
+    pub state: String,
+    pub rule: Option<String>,
+    pub study_instance_uid: String,
+    pub patient_id: String,
+    pub patient_name: Option<String>,
+    pub study_date: Option<String>,
+    pub study_description: Option<String>,
+    pub modalities: Vec<String>,
+    pub clinic: Option<String>,
+    pub assigned_to: Option<String>,
+    pub claimed_by: Option<String>,
+    /// Unix microseconds.
+    pub lease_expires_at: Option<i64>,
+    pub ready_at: i64,
+    pub due_at: i64,
+    pub overdue: bool,
+}
+
+impl Index {
+    /// The worklist `scope` may see (`crate::access`): `user` is the caller (for
+    /// [`View::Mine`]), `now` decides what is overdue.
+    pub async fn worklist(
+        &self,
+        scope: crate::access::Scope,
+        user: i64,
+        q: &WorklistQuery,
+        now: i64,
+    ) -> Result<Vec<WorklistItem>> {
+        use crate::query::{Bind, Sql};
+        let mut sql = Sql::new(scope);
+        sql.push(
+            "SELECT t.id, t.kind, t.priority, t.state, r.name, s.study_instance_uid, p.patient_id, \
+               p.patient_name, s.study_date, s.study_description, s.modalities_in_study, c.name, \
+               ua.username, uc.username, t.lease_expires_at, t.ready_at, t.due_at \
+             FROM reading_tasks t JOIN studies s ON s.id = t.study_ref \
+             JOIN patients p ON p.id = s.patient_ref \
+             LEFT JOIN routing_rules r ON r.id = t.rule_id \
+             LEFT JOIN clinics c ON c.id = t.clinic_id \
+             LEFT JOIN users ua ON ua.id = t.assigned_to \
+             LEFT JOIN users uc ON uc.id = t.claimed_by WHERE ",
+        );
+        sql.push(crate::access::task_in_scope!("$1", "$2"));
+        sql.push(" AND t.state IN ('open', 'claimed')");
+        match q.view {
+            View::Mine => {
+                sql.push(" AND (t.assigned_to = ");
+                sql.bind(Bind::Int(user));
+                sql.push(" OR t.claimed_by = ");
+                sql.bind(Bind::Int(user));
+                sql.push(")");
+            }
+            View::Pool => sql.push(" AND t.assigned_to IS NULL AND t.state = 'open'"),
+            View::Overdue => {
+                sql.push(" AND t.due_at <= ");
+                sql.bind(Bind::Int(now));
+            }
+            View::All => {}
+        }
+        if let Some(m) = &q.modality {
+            sql.push(
+                " AND EXISTS (SELECT 1 FROM series ms WHERE ms.study_ref = s.id AND ms.modality = ",
+            );
+            sql.text(m.trim().to_ascii_uppercase());
+            sql.push(")");
+        }
+        if let Some(p) = q.priority {
+            sql.push(" AND t.priority = ");
+            sql.text(p.as_str());
+        }
+        if let Some(c) = q.clinic_id {
+            sql.push(" AND t.clinic_id = ");
+            sql.bind(Bind::Int(c));
+        }
+        sql.push(match q.sort {
+            Sort::Priority => {
+                " ORDER BY CASE t.priority WHEN 'stat' THEN 0 WHEN 'urgent' THEN 1 ELSE 2 END, \
+                 t.due_at, t.id"
+            }
+            Sort::Due => " ORDER BY t.due_at, t.id",
+            Sort::Ready => " ORDER BY t.ready_at, t.id",
+        });
+        sql.push(" LIMIT ");
+        sql.bind(Bind::Int(q.limit.clamp(1, 1000)));
+        sql.push(" OFFSET ");
+        sql.bind(Bind::Int(q.offset.max(0)));
+        let rows = sql.build().fetch_all(self.pool()).await?;
+        rows.iter()
+            .map(|r| {
+                let modalities: Option<String> = r.try_get(10)?;
+                let due_at: i64 = r.try_get(16)?;
+                Ok(WorklistItem {
+                    task_id: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    priority: r.try_get(2)?,
+                    state: r.try_get(3)?,
+                    rule: r.try_get(4)?,
+                    study_instance_uid: r.try_get(5)?,
+                    patient_id: r.try_get(6)?,
+                    patient_name: r.try_get(7)?,
+                    study_date: r.try_get(8)?,
+                    study_description: r.try_get(9)?,
+                    modalities: modalities
+                        .unwrap_or_default()
+                        .split('\\')
+                        .filter(|m| !m.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    clinic: r.try_get(11)?,
+                    assigned_to: r.try_get(12)?,
+                    claimed_by: r.try_get(13)?,
+                    lease_expires_at: r.try_get(14)?,
+                    ready_at: r.try_get(15)?,
+                    due_at,
+                    overdue: due_at <= now,
+                })
+            })
+            .collect()
     }
 }
 

@@ -5,11 +5,14 @@
 
 use std::time::Duration;
 
+use pacs_store::access::Scope;
 use pacs_store::charset::PersonName;
 use pacs_store::header::IndexedAttributes;
 use pacs_store::index::{Index, NewInstance, now_micros};
 use pacs_store::objects::ObjectKey;
-use pacs_store::worklist::{Claim, Priority, WorklistPolicy, minute_of_week};
+use pacs_store::worklist::{
+    Claim, Priority, Sort, View, WorklistPolicy, WorklistQuery, minute_of_week,
+};
 use sqlx::Row as _;
 
 const MIN: i64 = 60_000_000;
@@ -170,7 +173,11 @@ async fn contract(index: &Index, second: &Index) {
         ],
     )
     .await;
-    let created = index.route_ready_studies(&policy, now, 100).await.unwrap();
+    let created = index
+        .route_ready_studies(&policy, now, 100)
+        .await
+        .unwrap()
+        .created;
     assert_eq!(created.len(), 3);
 
     let head = task_of(index, 1).await;
@@ -217,7 +224,7 @@ async fn contract(index: &Index, second: &Index) {
         index.route_ready_studies(&policy, now, 100),
         second.route_ready_studies(&policy, now, 100)
     );
-    let (a, b) = (a.unwrap(), b.unwrap());
+    let (a, b) = (a.unwrap().created, b.unwrap().created);
     assert_eq!(a.len() + b.len(), 1, "{a:?} {b:?}");
     let knee = task_of(index, 4).await;
     assert_eq!(knee.assigned_to, Some(neuro), "{knee:?}");
@@ -228,13 +235,8 @@ async fn contract(index: &Index, second: &Index) {
         .execute(index_pool(index))
         .await
         .unwrap();
-    assert!(
-        index
-            .route_ready_studies(&policy, now, 100)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let again = index.route_ready_studies(&policy, now, 100).await.unwrap();
+    assert!(again.created.is_empty() && again.read > 0, "{again:?}");
     assert_eq!(count(index, "SELECT COUNT(*) FROM reading_tasks").await, 4);
     assert_eq!(index.tasks_of(neuro).await.unwrap().len(), 2);
 
@@ -386,13 +388,85 @@ async fn contract(index: &Index, second: &Index) {
         .await
         .unwrap();
     index.mark_ready_studies(Duration::ZERO).await.unwrap();
-    let created = index.route_ready_studies(&policy, now, 100).await.unwrap();
+    let created = index
+        .route_ready_studies(&policy, now, 100)
+        .await
+        .unwrap()
+        .created;
     assert_eq!(created.len(), 1);
     let review = index.task(created[0]).await.unwrap().unwrap();
     assert_eq!(
         (review.kind.as_str(), review.study_instance_uid.as_str()),
         ("addendum-review", uid(4).as_str())
     );
+
+    // Worklist views, through the access policy.
+    let q = |view| WorklistQuery {
+        view,
+        modality: None,
+        priority: None,
+        clinic_id: None,
+        sort: Sort::Priority,
+        limit: 100,
+        offset: 0,
+    };
+    let list = |scope, user, query: WorklistQuery| async move {
+        index
+            .worklist(scope, user, &query, now)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.study_instance_uid)
+            .collect::<Vec<_>>()
+    };
+    // The returned CT head is in the pool; the review of the knee went to the least loaded.
+    let pool = list(Scope::AssignedTo(chest), chest, q(View::Pool)).await;
+    assert_eq!(pool, [uid(1)]);
+    let mine = list(Scope::AssignedTo(chest), chest, q(View::Mine)).await;
+    assert!(
+        mine.contains(&uid(2)) && !mine.contains(&uid(1)),
+        "{mine:?}"
+    );
+    // A radiologist's "all" is theirs and the pool, never a colleague's.
+    let seen = index
+        .worklist(Scope::AssignedTo(chest), chest, &q(View::All), now)
+        .await
+        .unwrap();
+    assert!(!seen.is_empty());
+    for item in &seen {
+        let theirs = item.assigned_to.as_deref() == Some("chest")
+            || item.claimed_by.as_deref() == Some("chest")
+            || (item.assigned_to.is_none() && item.state == "open");
+        assert!(theirs, "{item:?}");
+    }
+    let everyone = index
+        .worklist(Scope::All, 0, &q(View::All), now)
+        .await
+        .unwrap();
+    assert!(everyone.len() > seen.len());
+    // Most urgent first: the STAT chest CT heads the list.
+    let everything = list(Scope::All, 0, q(View::All)).await;
+    assert_eq!(everything.first(), Some(&uid(2)));
+    assert_eq!(
+        list(Scope::Clinic(1), 0, q(View::All)).await.len(),
+        everything.len()
+    );
+    assert!(list(Scope::Clinic(2), 0, q(View::All)).await.is_empty());
+    assert!(list(Scope::Nothing, 0, q(View::All)).await.is_empty());
+    let mut us_only = q(View::All);
+    us_only.modality = Some("us".into());
+    assert_eq!(list(Scope::All, 0, us_only).await, [uid(3)]);
+    let mut stat_only = q(View::All);
+    stat_only.priority = Some(Priority::Stat);
+    assert_eq!(list(Scope::All, 0, stat_only).await, [uid(2)]);
+    // Overdue at `now`: nothing yet; a day later everything routine is.
+    assert!(list(Scope::All, 0, q(View::Overdue)).await.is_empty());
+    let later = index
+        .worklist(Scope::All, 0, &q(View::Overdue), now + 25 * 60 * MIN)
+        .await
+        .unwrap();
+    assert_eq!(later.len(), everything.len());
+    assert!(later.iter().all(|i| i.overdue));
 }
 
 #[tokio::test(flavor = "multi_thread")]
