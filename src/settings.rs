@@ -62,6 +62,10 @@ pub struct Settings {
     /// PEM certificate chain and private key this node authenticates itself with.
     pub audit_syslog_client_cert: Option<PathBuf>,
     pub audit_syslog_client_key: Option<PathBuf>,
+
+    /// The web viewer's built files (`index.html` and `assets/`, from `npm run build` in
+    /// viewer-web), served at `/`. Relative paths are from the working directory.
+    pub viewer_dir: PathBuf,
 }
 
 impl Default for Settings {
@@ -95,6 +99,7 @@ impl Default for Settings {
             audit_syslog_server_name: None,
             audit_syslog_client_cert: None,
             audit_syslog_client_key: None,
+            viewer_dir: PathBuf::from(reading_workstation_api::viewer::DEFAULT_DIR),
         }
     }
 }
@@ -127,6 +132,7 @@ const ENV_KEYS: &[&str] = &[
     "audit_syslog_server_name",
     "audit_syslog_client_cert",
     "audit_syslog_client_key",
+    "viewer_dir",
 ];
 const S3_ENV_KEYS: &[&str] = &[
     "endpoint",
