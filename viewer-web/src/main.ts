@@ -26,6 +26,24 @@ function parseRoute(hash: string): Route {
   return { page: 'studies' };
 }
 
+/** The session ended (expired, logged out elsewhere): back to the login form. */
+function sessionEnded(): void {
+  current = null;
+  void render().then(() => {
+    const status = document.getElementById('login-status');
+    if (status) replace(status, errorBox('Your session has ended: log in again.'));
+  });
+}
+
+/** Shows what went wrong in `where`, or the login form when the session has ended. */
+function failed(where: HTMLElement, e: unknown): void {
+  if (e instanceof ApiError && e.status === 401) {
+    sessionEnded();
+    return;
+  }
+  replace(where, errorBox(message(e)));
+}
+
 /** An error box: what went wrong, in words. */
 function errorBox(text: string): HTMLElement {
   return h('p', { class: 'error', attrs: { role: 'alert' } }, text);
@@ -97,16 +115,17 @@ function loginPage(): void {
 // ---------------------------------------------------------------------------------------
 // Studies
 
-async function studiesPage(): Promise<void> {
+async function studiesPage(isCurrent: () => boolean): Promise<void> {
   const status = h('p', { class: 'status' }, 'Loading the studies…');
   replace(app, h('h1', {}, 'Studies'), status);
   let studies: DicomJson[];
   try {
     studies = await getDicomJson('/dicom-web/studies?limit=200', 'the list of studies');
   } catch (e) {
-    replace(status, errorBox(message(e)));
+    if (isCurrent()) failed(status, e);
     return;
   }
+  if (!isCurrent()) return;
   if (studies.length === 0) {
     replace(status, 'No studies that you may see are in the archive yet.');
     return;
@@ -136,7 +155,7 @@ async function studiesPage(): Promise<void> {
 /** Series that hold no images to scroll through. */
 const NON_IMAGE_MODALITIES = new Set(['SR', 'DOC', 'KO', 'PR', 'SEG', 'RTSTRUCT']);
 
-async function studyPage(study: string, wanted?: string): Promise<void> {
+async function studyPage(study: string, wanted: string | undefined, isCurrent: () => boolean): Promise<void> {
   const title = h('h1', { id: 'patient-name' }, '');
   const facts = h('p', { id: 'study-facts', class: 'status' }, 'Loading the study…');
   const seriesList = h('nav', { id: 'series', attrs: { 'aria-label': 'Series' } });
@@ -178,9 +197,10 @@ async function studyPage(study: string, wanted?: string): Promise<void> {
     );
     seriesRows = await getDicomJson(`/dicom-web/studies/${study}/series`, 'the series of this study');
   } catch (e) {
-    replace(facts, errorBox(message(e)));
+    if (isCurrent()) failed(facts, e);
     return;
   }
+  if (!isCurrent()) return;
   seriesRows.sort((a, b) => (num(a, Tag.SeriesNumber) ?? 0) - (num(b, Tag.SeriesNumber) ?? 0));
   const images = seriesRows.filter((s) => !NON_IMAGE_MODALITIES.has(text(s, Tag.Modality)));
   const chosen =
@@ -201,6 +221,7 @@ async function studyPage(study: string, wanted?: string): Promise<void> {
   }
   if (!chosen) {
     viewerBox.dataset.state = 'error';
+    viewerBox.dataset.series = '';
     replace(viewStatus, errorBox('This study has no series.'));
     return;
   }
@@ -223,20 +244,28 @@ async function studyPage(study: string, wanted?: string): Promise<void> {
   reset.addEventListener('click', () => viewer?.reset());
 
   viewerBox.dataset.state = 'loading';
+  viewerBox.dataset.series = text(chosen, Tag.SeriesInstanceUID);
   replace(viewStatus, 'Loading the images…');
   try {
     const imageIds = await loadSeriesImageIds(study, text(chosen, Tag.SeriesInstanceUID));
+    if (!isCurrent()) return;
     if (imageIds.length === 0) {
       showError('This series has no images to show (it may be a report or a document).');
       return;
     }
     await viewer.show(imageIds);
+    if (!isCurrent()) return;
     if (viewerBox.dataset.state === 'loading') {
       viewerBox.dataset.state = 'ready';
       replace(viewStatus, 'Scroll with the mouse wheel or the arrow keys; drag to change the window.');
     }
     element.focus();
   } catch (e) {
+    if (!isCurrent()) return;
+    if (e instanceof ApiError && e.status === 401) {
+      sessionEnded();
+      return;
+    }
     showError(message(e));
   }
 }
@@ -264,12 +293,13 @@ async function render(): Promise<void> {
     return;
   }
   const route = parseRoute(location.hash);
+  const isCurrent = () => mine === generation;
   if (route.page === 'study') {
-    await studyPage(route.study, route.series);
+    await studyPage(route.study, route.series, isCurrent);
   } else {
     viewer?.destroy();
     viewer = undefined;
-    await studiesPage();
+    await studiesPage(isCurrent);
   }
 }
 

@@ -109,6 +109,7 @@ async function viewerState(page) {
     if (!v) return null;
     return {
       state: v.dataset.state ?? null,
+      series: v.dataset.series ?? null,
       index: v.dataset.index === undefined ? null : Number(v.dataset.index),
       count: v.dataset.count === undefined ? null : Number(v.dataset.count),
       voi: v.dataset.voi ?? null,
@@ -237,13 +238,16 @@ try {
   await page.click(`table#studies tr[data-study="${studyUid}"] .patient-name a`);
   await page.locator('#patient-name').filter({ hasText: /\S/ }).waitFor();
   report.patientName = await page.textContent('#patient-name');
+  await page.locator('#series a').first().waitFor();
   report.series = await page.$$eval('#series a', (as) => as.map((a) => ({ series: a.dataset.series, label: a.textContent })));
   if (seriesUid) {
     await page.click(`#series a[data-series="${seriesUid}"]`);
-    await page.waitForFunction((uid) => location.hash.endsWith(`/series/${uid}`), seriesUid);
   }
-
-  const ready = await waitForState(page, (s) => s.state === 'ready' || s.state === 'error');
+  const wanted = seriesUid ?? report.series[0]?.series;
+  const ready = await waitForState(
+    page,
+    (s) => (!seriesUid || s.series === wanted) && (s.state === 'ready' || s.state === 'error'),
+  );
   report.viewer = ready;
   if (ready?.state === 'ready') {
     const canvas = page.locator('#viewport canvas').first();
