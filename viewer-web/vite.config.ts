@@ -13,6 +13,18 @@ export default defineConfig({
     assetsInlineLimit: 0,
     // Cornerstone (vtk.js) is large; one viewer bundle is expected.
     chunkSizeWarningLimit: 6000,
+    rollupOptions: {
+      // No "plugin timings" report in every build log.
+      checks: { pluginTimings: false },
+      onwarn(warning, warn) {
+        // The codecs' Emscripten glue imports Node's `fs` and `path` in branches that run
+        // under Node only, and vtk.js's XML reader (unused here) Node's `url`: Vite leaves
+        // them out of the browser bundle, as it should. Other warnings are shown.
+        const known = /Module "(fs|path|url)" has been externalized for browser compatibility, imported by "[^"]*node_modules\/(@cornerstonejs\/codec-[a-z0-9-]+|@oozcitak\/url)\//;
+        if (known.test(warning.message)) return;
+        warn(warning);
+      },
+    },
   },
   worker: {
     // The image loader's decode worker is an ES module that imports the codecs.
