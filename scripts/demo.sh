@@ -26,6 +26,10 @@ command -v cargo >/dev/null || {
   exit 1
 }
 # The web viewer: dependencies when the lock file changed, then the build (a few seconds).
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+  echo "demo: Node.js $(node --version) is too old to build the viewer (Vite 8 needs 20.19 or newer)" >&2
+  exit 1
+fi
 if [[ ! -f viewer-web/node_modules/.package-lock.json || viewer-web/package-lock.json -nt viewer-web/node_modules/.package-lock.json ]]; then
   echo "demo: installing the web viewer's packages (npm ci in viewer-web)" >&2
   (cd viewer-web && npm ci --no-audit --no-fund --loglevel=error)

@@ -111,7 +111,9 @@ fn archive_with_studies() -> (TestArchive, Server) {
     (archive, server)
 }
 
-/// Runs the browser script on a study (and a series of it), returning its report.
+/// Runs the browser script on a study (and a series of it), returning its report. Each run
+/// tries one wrong password first: the few runs here stay far below the login throttle of
+/// one client address (20 failures), and the right password clears the user's count.
 fn display(server: &Server, study: &str, series: Option<&str>, name: &str) -> Value {
     let shots = run_dir().join("screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -146,10 +148,17 @@ fn display(server: &Server, study: &str, series: Option<&str>, name: &str) -> Va
     report
 }
 
-/// What every run must show: no uncaught error, no console error or warning (but the 401
-/// of `/api/me` that tells the page nobody is logged in yet, before the login form), no
-/// Content-Security-Policy violation, no dialog, no server error, and the requests the
-/// viewer needs answered.
+/// A 401 the page expects: `/api/me` telling it nobody is logged in (before the login and
+/// after the logout), and the wrong password tried first. The browser logs each as a
+/// failed resource load.
+fn expected_401(url: &str) -> bool {
+    url.ends_with("/api/me") || url.ends_with("/api/login")
+}
+
+/// What every run must show: no uncaught error, no console error or warning but the
+/// expected 401s, no Content-Security-Policy violation, no dialog, no other failed
+/// request; the wrong password was told in words, the right one let the user in, and the
+/// logout led back to the login form.
 fn assert_clean(r: &Value, name: &str) {
     assert_eq!(
         r["pageErrors"],
@@ -172,7 +181,7 @@ fn assert_clean(r: &Value, name: &str) {
                 .as_str()
                 .unwrap()
                 .contains("status of 401 (Unauthorized)")
-                && m["url"].as_str().unwrap().ends_with("/api/me"))
+                && expected_401(m["url"].as_str().unwrap()))
         })
         .collect();
     assert!(bad.is_empty(), "{name}: console errors/warnings: {bad:#?}");
@@ -182,17 +191,25 @@ fn assert_clean(r: &Value, name: &str) {
         .filter(|q| {
             let status = q["status"].as_u64().unwrap();
             let url = q["url"].as_str().unwrap();
-            (status == 0 || status >= 400) && !(status == 401 && url.ends_with("/api/me"))
+            (status == 0 || status >= 400) && !(status == 401 && expected_401(url))
         })
         .collect();
     assert!(failed.is_empty(), "{name}: failed requests: {failed:#?}");
-    // The page asked who is logged in exactly once, before the login (only then 401).
-    let me: Vec<u64> = requests
+    let logins: Vec<u64> = requests
         .iter()
-        .filter(|q| q["url"].as_str().unwrap().ends_with("/api/me"))
+        .filter(|q| q["url"].as_str().unwrap().ends_with("/api/login"))
         .map(|q| q["status"].as_u64().unwrap())
         .collect();
-    assert_eq!(me, [401], "{name}: /api/me answers");
+    assert_eq!(
+        logins,
+        [401, 200],
+        "{name}: wrong password, then the right one"
+    );
+    assert_eq!(
+        r["wrongPasswordMessage"], "Wrong username or password.",
+        "{name}: what the login form said"
+    );
+    assert_eq!(r["loggedOut"], true, "{name}: logout");
 }
 
 fn requested(r: &Value, pred: impl Fn(&str, &Value) -> bool) -> Vec<Value> {

@@ -157,6 +157,10 @@ export class StackViewer {
       }
     };
     this.listen(this.element, 'keydown', keys);
+    // The canvas follows the element's size (window resized, side panels opened).
+    const resized = new ResizeObserver(() => this.engine?.resize(true, true));
+    resized.observe(this.element);
+    this.listeners.push(() => resized.disconnect());
 
     try {
       await viewport.setStack(imageIds, 0);

@@ -5,10 +5,10 @@
 //
 //   node tests/display-study.mjs BASE_URL USER PASSWORD STUDY_UID SCREENSHOT.png [SERIES_UID]
 //
-// Steps: log in through the login form; find the study in the study list and open it (and
+// Steps: log in through the login form (a wrong password first); find the study in the study list and open it (and
 // the given series, if any, from the series list); wait until the viewport shows an image;
 // scroll with the mouse wheel and with the arrow key; drag to change the window; take a
-// screenshot. Reported: every request and its status, console messages of the page and of
+// screenshot; log out. Reported: every request and its status, console messages of the page and of
 // its workers, uncaught errors, Content-Security-Policy violations, dialogs (an `alert`
 // from injected markup would show here), the names in the study list as displayed, and
 // canvas pixel statistics after each step.
@@ -221,8 +221,14 @@ try {
     return info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : 'webgl2';
   });
 
-  // Log in through the form.
+  // Log in through the form: first with a wrong password (the user must be told), then
+  // with the right one.
   await page.locator('form#login').waitFor();
+  await page.fill('#username', username);
+  await page.fill('#password', `${password}-wrong`);
+  await page.click('form#login button[type=submit]');
+  await page.locator('#login-status .error').waitFor();
+  report.wrongPasswordMessage = await page.textContent('#login-status .error');
   await page.fill('#username', username);
   await page.fill('#password', password);
   await page.click('form#login button[type=submit]');
@@ -283,6 +289,10 @@ try {
   // Let late console messages (a failing decode in a worker) arrive before judging.
   await page.waitForTimeout(500);
   await page.screenshot({ path: screenshot, fullPage: false });
+  // Log out: back to the login form.
+  await page.click('#user button');
+  await page.locator('form#login').waitFor();
+  report.loggedOut = true;
 } catch (e) {
   report.fatal = String(e && e.stack ? e.stack : e);
   exitCode = 1;
