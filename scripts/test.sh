@@ -2,9 +2,11 @@
 # The whole test suite, on a fresh machine or an old one:
 #   1. installs what the build and tests need when missing: dcmtk, PostgreSQL, OpenJPEG
 #      tools, curl, cmake and g++ (CharLS, the JPEG-LS decoder of the rendering, is C++
-#      built by cmake), rsyslog with its TLS driver (Debian packages), pynetdicom + pydicom
-#      + dicomweb-client (PyPI), Garage (crates.io, built once and cached in ~/.cargo/bin:
-#      ~15-20 min the first time);
+#      built by cmake), rsyslog with its TLS driver, Chromium and a CJK font for the
+#      browser tests, Node.js and npm (Debian packages), pynetdicom + pydicom +
+#      dicomweb-client (PyPI), Garage (crates.io, built once and cached in ~/.cargo/bin:
+#      ~15-20 min the first time); builds the web viewer (viewer-web: `npm ci`, then
+#      `npm run build`, which type-checks and bundles it into viewer-web/dist);
 #   2. starts a private PostgreSQL and a single-node Garage on free loopback ports;
 #   3. runs formatting and lint checks, then every test (unit, contract, end-to-end);
 #   4. stops what it started.
@@ -33,6 +35,13 @@ command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v cc >/dev/null || need_apt+=(build-essential)
 command -v cmake >/dev/null || need_apt+=(cmake)
 command -v g++ >/dev/null || need_apt+=(g++)
+# The browser of the viewer tests: Debian's Chromium, driven by playwright-core (never a
+# browser downloaded by Playwright), and a font with Chinese glyphs for the screenshots.
+[[ -x /usr/bin/chromium ]] || need_apt+=(chromium)
+[[ -f /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ]] || need_apt+=(fonts-droid-fallback)
+# Node.js and npm build the viewer and run the browser script.
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if [[ ${#need_apt[@]} -gt 0 ]]; then
   log "installing Debian packages: ${need_apt[*]}"
   $SUDO apt-get update -qq
@@ -45,6 +54,15 @@ if ! python3 -c 'import pynetdicom, pydicom, dicomweb_client' 2>/dev/null; then
   python3 -m pip install --quiet "${PY_PEERS[@]}" \
     || python3 -m pip install --quiet --break-system-packages "${PY_PEERS[@]}"
 fi
+
+# The web viewer: served by `pacs serve` from viewer-web/dist, tested in Chromium by
+# tests/e2e/viewer.rs. Vite 8 needs Node.js 20.19 or newer.
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+  echo "Node.js $(node --version) is too old for the viewer's build (Vite 8 needs 20.19 or newer)" >&2
+  exit 1
+fi
+log "building the web viewer (npm ci, npm run build in viewer-web; node $(node --version))"
+(cd viewer-web && npm ci --no-audit --no-fund --loglevel=error && npm run build)
 
 GARAGE_BIN="$(command -v garage || true)"
 [[ -n "$GARAGE_BIN" ]] || GARAGE_BIN="$HOME/.cargo/bin/garage"

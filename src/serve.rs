@@ -105,6 +105,17 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     println!(
         "pacs: HTTP       {scheme}://{http_addr}/  (DICOMweb {scheme}://{http_addr}/dicom-web, API docs /api/openapi.json, health /healthz, metrics /metrics)"
     );
+    if reading_workstation_api::viewer::is_built(&settings.viewer_dir) {
+        println!(
+            "pacs: viewer     {scheme}://{http_addr}/  (open it in a browser; files from {})",
+            settings.viewer_dir.display()
+        );
+    } else {
+        println!(
+            "pacs: viewer     not built: no index.html in {} (run `npm ci && npm run build` in viewer-web, or set viewer_dir / PACS_VIEWER_DIR)",
+            settings.viewer_dir.display()
+        );
+    }
     if let Some(f) = &audit_forwarding {
         println!(
             "pacs: audit      forwarded to {} (syslog over TLS, IHE ATNA)",
@@ -128,7 +139,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             format!("<see {}>", kept.display())
         };
         println!(
-            "pacs: log in     POST {scheme}://{http_addr}/api/login with {{\"username\":\"{name}\",\"password\":\"{password}\"}} (demo users {names}; passwords kept in {}). The web pages arrive with the viewer.",
+            "pacs: log in     at {scheme}://{http_addr}/ as {name}, password {password} (demo users {names}; passwords kept in {}; API clients POST /api/login)",
             kept.display()
         );
     }
@@ -192,6 +203,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             metrics: Some(metrics),
             https: http_tls.is_some(),
             session_ttl,
+            viewer_dir: settings.viewer_dir.clone(),
         },
         http_tls,
         stopped(stop_rx.clone()),

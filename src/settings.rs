@@ -69,6 +69,10 @@ pub struct Settings {
     pub turnaround_routine_minutes: u64,
     /// How long a radiologist's claim on a task lasts without being renewed.
     pub claim_lease_seconds: u64,
+
+    /// The web viewer's built files (`index.html` and `assets/`, from `npm run build` in
+    /// viewer-web), served at `/`. Relative paths are from the working directory.
+    pub viewer_dir: PathBuf,
 }
 
 impl Default for Settings {
@@ -107,6 +111,7 @@ impl Default for Settings {
             turnaround_urgent_minutes: worklist.urgent.as_secs() / 60,
             turnaround_routine_minutes: worklist.routine.as_secs() / 60,
             claim_lease_seconds: worklist.lease.as_secs(),
+            viewer_dir: PathBuf::from(reading_workstation_api::viewer::DEFAULT_DIR),
         }
     }
 }
@@ -143,6 +148,7 @@ const ENV_KEYS: &[&str] = &[
     "turnaround_urgent_minutes",
     "turnaround_routine_minutes",
     "claim_lease_seconds",
+    "viewer_dir",
 ];
 const S3_ENV_KEYS: &[&str] = &[
     "endpoint",

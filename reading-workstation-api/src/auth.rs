@@ -9,8 +9,9 @@
 //!   Secure over HTTPS). A request that may change state (anything but GET, HEAD, OPTIONS)
 //!   must also carry the session's CSRF token in `X-CSRF-Token`.
 //!
-//! Every route needs one of them except `GET /healthz` and `POST /api/login`; without,
-//! the answer is 401 whatever the path (so the routes that exist are not revealed).
+//! Every route needs one of them except `GET /healthz`, `POST /api/login` and the web
+//! viewer's built files (`GET /`, `GET /assets/…`: public code, no data); without, the
+//! answer is 401 whatever the path (so the routes that exist are not revealed).
 //! Malformed `Authorization` headers are 400 with a reason. The authenticated [`Caller`]
 //! goes into the request's extensions, where handlers take it as an extractor.
 //!
@@ -171,11 +172,20 @@ fn peer_ip(ext: &axum::http::Extensions) -> Option<IpAddr> {
 }
 
 /// Routes anyone may call.
+///
+/// Besides the health check and the login itself, the web viewer's built files (`GET /`
+/// and `GET /assets/…`, see [`crate::viewer`]): the login page has to load before there is
+/// a session to send, and those files are the same public build for every visitor, with no
+/// patient data and no secret in them. Only reads of exactly these paths are let through;
+/// every route that answers with data (`/api/…`, `/dicom-web/…`, `/metrics`) still needs
+/// credentials.
 fn is_public(method: &Method, path: &str) -> bool {
+    let read = method == Method::GET || method == Method::HEAD;
     match path {
-        "/healthz" => method == Method::GET || method == Method::HEAD,
+        "/healthz" => read,
         "/api/login" => method == Method::POST,
-        _ => false,
+        "/" => read,
+        _ => read && path.starts_with(crate::viewer::ASSETS_PREFIX),
     }
 }
 
@@ -739,6 +749,18 @@ mod tests {
         assert!(!is_public(&Method::GET, "/api/login"));
         assert!(!is_public(&Method::GET, "/metrics"));
         assert!(!is_public(&Method::GET, "/healthz/"));
+        // The viewer's files, read only; nothing else under the root.
+        assert!(is_public(&Method::GET, "/") && is_public(&Method::HEAD, "/"));
+        assert!(is_public(&Method::GET, "/assets/index-abc.js"));
+        assert!(!is_public(&Method::POST, "/") && !is_public(&Method::PUT, "/assets/x.js"));
+        assert!(!is_public(&Method::GET, "/assets") && !is_public(&Method::GET, "/index.html"));
+        assert!(
+            !is_public(&Method::GET, "/api/studies")
+                && !is_public(&Method::GET, "/dicom-web/studies")
+        );
+        assert!(
+            !is_public(&Method::GET, "/api/assets/x") && !is_public(&Method::GET, "/x/assets/y")
+        );
         assert!(is_dicom_web("/dicom-web/") && is_dicom_web("/dicom-web/studies"));
         assert!(!is_dicom_web("/dicom-webx"));
         assert!(same_secret(b"abc", b"abc"));

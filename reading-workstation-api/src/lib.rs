@@ -10,11 +10,14 @@
 //! - `/api/admin/…`: users, tokens, clinics and AE titles, study assignments, audit search
 //!   ([`admin`]);
 //! - `GET /api/openapi.json`: the OpenAPI document of all of this ([`openapi`]);
+//! - `GET /`, `GET /assets/…`: the web viewer's built files ([`viewer`]), without
+//!   credentials (public code, no data);
 //! - `/dicom-web/…`: DICOMweb ([`dicomweb`]): QIDO-RS searches, WADO-RS retrieve, metadata,
 //!   frames and bulk data (HTTP Basic accepted here); `GET /dicom-web/` says who the
 //!   caller is. STOW-RS, the worklist and reports come later.
 //!
-//! Every route but `/healthz` and the login needs credentials ([`auth::authenticate`]).
+//! Every route but `/healthz`, the login and the viewer's files needs credentials
+//! ([`auth::authenticate`]).
 //! Every response carries the security headers; errors are [`error::ApiError`], whose
 //! bodies never carry internals. This crate never depends on `dicom-scp`.
 
@@ -26,9 +29,11 @@ pub mod openapi;
 pub mod render;
 pub mod studies;
 pub mod tls;
+pub mod viewer;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -51,6 +56,8 @@ pub struct ApiState {
     pub https: bool,
     /// How long browser sessions live.
     pub session_ttl: pacs_store::users::SessionTtl,
+    /// The web viewer's built files (`index.html`, `assets/`), served at `/` ([`viewer`]).
+    pub viewer_dir: PathBuf,
 }
 
 /// The whole HTTP application. It needs the client's address
@@ -193,6 +200,7 @@ pub fn router(state: ApiState) -> Router {
             "/dicom-web/studies/{study}/series/{series}/instances",
             get(dicomweb::qido::series_instances),
         )
+        .merge(viewer::routes(&state.viewer_dir))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -270,13 +278,24 @@ async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
 }
 
+/// The Content-Security-Policy of every answer. Everything comes from this origin only, and
+/// no inline script, inline event handler or `eval` ever runs. What the web viewer
+/// (Cornerstone3D and its DICOM image loader) needs beyond `default-src 'self'`:
+/// - `'wasm-unsafe-eval'` in `script-src`: the image codecs (JPEG-LS, JPEG 2000, JPEG
+///   baseline…) are WebAssembly, and compiling WebAssembly is "eval" to CSP. This keyword
+///   allows exactly that and not `eval()`/`new Function` of JavaScript
+///   (`'unsafe-eval'` stays out).
+/// - `blob:` in `img-src`: the viewer tools draw their mouse cursors as SVG images that
+///   they make in the page and load from `blob:` URLs.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+     img-src 'self' blob:; frame-ancestors 'none'; object-src 'none'; base-uri 'none'; \
+     form-action 'self'";
+
 async fn security_headers(mut res: Response) -> Response {
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'none'",
-        ),
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

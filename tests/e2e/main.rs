@@ -22,6 +22,7 @@ mod qido;
 mod store;
 mod stow;
 mod users;
+mod viewer;
 mod wado;
 mod wado_metadata;
 
