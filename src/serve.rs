@@ -186,7 +186,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     ));
     let worklist = tokio::spawn(worklist_keeper(
         archive.index().clone(),
-        worklist_policy,
+        worklist_policy.clone(),
         stop_rx.clone(),
     ));
     let scp = dicom_scp::run_with_tls(
@@ -204,6 +204,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             https: http_tls.is_some(),
             session_ttl,
             viewer_dir: settings.viewer_dir.clone(),
+            worklist: worklist_policy.clone(),
         },
         http_tls,
         stopped(stop_rx.clone()),

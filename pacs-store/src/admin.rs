@@ -18,8 +18,9 @@ use crate::Result;
 use crate::access::Assignment;
 use crate::ae_title::AeTitle;
 use crate::audit::{Action, AuditEvent, EventId, EventType, Outcome, local_operator, roles};
-use crate::index::{AeOptions, AeRegistration, ClinicSummary, Index};
+use crate::index::{AeOptions, AeRegistration, ClinicSummary, Index, now_micros};
 use crate::users::{NewToken, Password, Principal, Role, TokenId, User, Username};
+use crate::worklist::{ReadingProfile, RoutingRule};
 
 /// Who is administering, as the audit trail names them.
 #[derive(Debug, Clone)]
@@ -229,6 +230,80 @@ impl Admin<'_> {
         let what = format!("take study {study_instance_uid} back from {username}");
         self.record_study(Action::Delete, what, study_instance_uid, &r)
             .await;
+        r
+    }
+
+    pub async fn create_routing_rule(&self, rule: &RoutingRule) -> Result<RoutingRule> {
+        let r = self.index.create_routing_rule(rule, now_micros()).await;
+        let what = format!(
+            "add routing rule {:?} at position {}",
+            rule.name.trim(),
+            rule.position
+        );
+        self.record(Action::Create, what, &r).await;
+        r
+    }
+
+    pub async fn update_routing_rule(&self, id: i64, rule: &RoutingRule) -> Result<RoutingRule> {
+        let r = self.index.update_routing_rule(id, rule).await;
+        let what = format!("change routing rule {id} ({:?})", rule.name.trim());
+        self.record(Action::Update, what, &r).await;
+        r
+    }
+
+    pub async fn delete_routing_rule(&self, id: i64) -> Result<()> {
+        let r = self.index.delete_routing_rule(id).await;
+        self.record(Action::Delete, format!("remove routing rule {id}"), &r)
+            .await;
+        r
+    }
+
+    pub async fn set_reading_profile(
+        &self,
+        username: &Username,
+        profile: &ReadingProfile,
+    ) -> Result<()> {
+        let r = self
+            .index
+            .set_reading_profile(username.as_str(), profile)
+            .await;
+        let what = format!(
+            "set the reading profile of {username}: credentials {:?}, {} shift(s)",
+            profile.credentials,
+            profile.shifts.len()
+        );
+        self.record(Action::Update, what, &r).await;
+        r
+    }
+
+    /// Routes reading task `task_id` to radiologist `username`.
+    pub async fn reassign_task(&self, task_id: i64, username: &Username) -> Result<()> {
+        let r = match self.index.find_user(username).await {
+            Ok(Some(user)) => {
+                self.index
+                    .reassign_task(task_id, user.id, now_micros())
+                    .await
+            }
+            Ok(None) => Err(crate::StoreError::NotFound(format!("user {username}"))),
+            Err(e) => Err(e),
+        };
+        self.record(
+            Action::Update,
+            format!("reassign reading task {task_id} to {username}"),
+            &r,
+        )
+        .await;
+        r
+    }
+
+    pub async fn return_task_to_pool(&self, task_id: i64) -> Result<()> {
+        let r = self.index.return_task_to_pool(task_id, now_micros()).await;
+        self.record(
+            Action::Update,
+            format!("return reading task {task_id} to the pool"),
+            &r,
+        )
+        .await;
         r
     }
 

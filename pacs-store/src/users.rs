@@ -854,6 +854,15 @@ impl Index {
             .collect()
     }
 
+    /// The username of user `id`.
+    pub async fn username_of(&self, id: i64) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT username FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
     pub async fn find_user(&self, username: &Username) -> Result<Option<User>> {
         let row = sqlx::query(concat!(select_users!(), " WHERE u.username = $1"))
             .bind(username.as_str())

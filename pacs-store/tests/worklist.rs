@@ -240,7 +240,13 @@ async fn contract(index: &Index, second: &Index) {
     assert_eq!(count(index, "SELECT COUNT(*) FROM reading_tasks").await, 4);
     assert_eq!(index.tasks_of(neuro).await.unwrap().len(), 2);
 
-    // Claims: two radiologists on two nodes at once, exactly one wins.
+    // A task routed to a colleague is not claimable.
+    assert_eq!(
+        index.claim_task(&policy, us.id, chest, now).await.unwrap(),
+        Claim::RoutedToOther { user_id: general }
+    );
+    // Claims of a pool task: two radiologists on two nodes at once, exactly one wins.
+    index.return_task_to_pool(us.id, now).await.unwrap();
     let (x, y) = tokio::join!(
         index.claim_task(&policy, us.id, general, now),
         second.claim_task(&policy, us.id, chest, now)
@@ -419,9 +425,10 @@ async fn contract(index: &Index, second: &Index) {
             .map(|i| i.study_instance_uid)
             .collect::<Vec<_>>()
     };
-    // The returned CT head is in the pool; the review of the knee went to the least loaded.
+    // The returned CT head and the released US are in the pool.
     let pool = list(Scope::AssignedTo(chest), chest, q(View::Pool)).await;
-    assert_eq!(pool, [uid(1)]);
+    // The US task, released to the pool, comes first: urgent before routine.
+    assert_eq!(pool, [uid(3), uid(1)]);
     let mine = list(Scope::AssignedTo(chest), chest, q(View::Mine)).await;
     assert!(
         mine.contains(&uid(2)) && !mine.contains(&uid(1)),

@@ -30,6 +30,7 @@ pub mod render;
 pub mod studies;
 pub mod tls;
 pub mod viewer;
+pub mod worklist;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -56,6 +57,8 @@ pub struct ApiState {
     pub https: bool,
     /// How long browser sessions live.
     pub session_ttl: pacs_store::users::SessionTtl,
+    /// The worklist's claim lease and deadlines.
+    pub worklist: pacs_store::worklist::WorklistPolicy,
     /// The web viewer's built files (`index.html`, `assets/`), served at `/` ([`viewer`]).
     pub viewer_dir: PathBuf,
 }
@@ -107,6 +110,29 @@ pub fn router(state: ApiState) -> Router {
             delete(admin::revoke_assignment),
         )
         .route("/api/admin/audit", get(admin::search_audit))
+        .route("/api/worklist", get(worklist::list))
+        .route("/api/worklist/tasks/{id}/claim", post(worklist::claim))
+        .route("/api/worklist/tasks/{id}/release", post(worklist::release))
+        .route(
+            "/api/admin/worklist/tasks/{id}/reassign",
+            post(worklist::reassign),
+        )
+        .route(
+            "/api/admin/worklist/tasks/{id}/return-to-pool",
+            post(worklist::return_to_pool),
+        )
+        .route(
+            "/api/admin/routing-rules",
+            get(worklist::list_rules).post(worklist::create_rule),
+        )
+        .route(
+            "/api/admin/routing-rules/{id}",
+            put(worklist::update_rule).delete(worklist::delete_rule),
+        )
+        .route(
+            "/api/admin/users/{username}/reading-profile",
+            put(worklist::set_reading_profile),
+        )
         .route(
             "/api/admin/clinics",
             get(admin::list_clinics).post(admin::create_clinic),

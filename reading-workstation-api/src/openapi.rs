@@ -6,7 +6,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{admin, auth, studies};
+use crate::{admin, auth, studies, worklist};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,12 +26,16 @@ use crate::{admin, auth, studies};
         admin::revoke_token, admin::assign_study, admin::revoke_assignment, admin::search_audit,
         admin::list_clinics, admin::create_clinic, admin::add_ae, admin::update_ae,
         admin::remove_ae,
+        worklist::list, worklist::claim, worklist::release, worklist::reassign,
+        worklist::return_to_pool, worklist::list_rules, worklist::create_rule,
+        worklist::update_rule, worklist::delete_rule, worklist::set_reading_profile,
     ),
     modifiers(&Credentials),
     security(("session" = []), ("bearer" = [])),
     tags(
         (name = "session", description = "Logging in and out"),
         (name = "studies", description = "Studies the caller may see"),
+        (name = "worklist", description = "Reading tasks: worklists, claims"),
         (name = "admin", description = "Administration (administrators only)"),
     )
 )]

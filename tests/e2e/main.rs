@@ -25,6 +25,7 @@ mod users;
 mod viewer;
 mod wado;
 mod wado_metadata;
+mod worklist;
 
 /// Declares a module `name` with tests `sqlite_files` and `postgres_s3` calling
 /// `name(Backend)`.

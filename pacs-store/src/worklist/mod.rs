@@ -31,12 +31,16 @@
 //! transaction, for the live feed. Times are passed in (Unix microseconds) so that tests
 //! control the clock.
 
+mod rules;
+
 use std::time::Duration;
 
 use sqlx::{Any, Row as _, Transaction};
 
 use crate::index::Index;
 use crate::{Result, StoreError};
+
+pub use rules::{ReadingProfile, RoutingRule, Shift};
 
 /// The outbox consumer name of the worklist.
 pub const CONSUMER: &str = "worklist";
@@ -151,6 +155,8 @@ pub enum Claim {
     Held { lease_expires_at: i64 },
     /// Someone else holds it.
     HeldByOther { user_id: i64, lease_expires_at: i64 },
+    /// The task is routed to another radiologist (an administrator can reassign it).
+    RoutedToOther { user_id: i64 },
     /// The task is done or cancelled.
     Closed,
 }
@@ -414,6 +420,17 @@ impl Index {
         row.as_ref().map(task_from).transpose()
     }
 
+    /// Whether `scope` may see task `task_id` (the worklist's rule of `crate::access`).
+    pub async fn task_visible(&self, scope: crate::access::Scope, task_id: i64) -> Result<bool> {
+        use crate::query::{Bind, Sql};
+        let mut sql = Sql::new(scope);
+        sql.push("SELECT 1 FROM reading_tasks t WHERE ");
+        sql.push(crate::access::task_in_scope!("$1", "$2"));
+        sql.push(" AND t.id = ");
+        sql.bind(Bind::Int(task_id));
+        Ok(sql.build().fetch_optional(self.pool()).await?.is_some())
+    }
+
     /// Open and claimed tasks routed to `user` or claimed by them, most urgent first.
     pub async fn tasks_of(&self, user: i64) -> Result<Vec<Task>> {
         let sql = format!(
@@ -442,7 +459,8 @@ impl Index {
         let won = sqlx::query(
             "UPDATE reading_tasks SET state = 'claimed', claimed_by = $1, lease_expires_at = $2, \
                updated_at = $3 \
-             WHERE id = $4 AND (state = 'open' OR (state = 'claimed' AND \
+             WHERE id = $4 AND (assigned_to IS NULL OR assigned_to = $1 OR claimed_by = $1) \
+               AND (state = 'open' OR (state = 'claimed' AND \
                (claimed_by = $1 OR lease_expires_at <= $3))) \
              RETURNING study_ref",
         )
@@ -455,22 +473,29 @@ impl Index {
         let Some(row) = won else {
             tx.rollback().await?;
             let current = sqlx::query(
-                "SELECT state, claimed_by, lease_expires_at FROM reading_tasks WHERE id = $1",
+                "SELECT state, claimed_by, lease_expires_at, assigned_to FROM reading_tasks WHERE id = $1",
             )
             .bind(task_id)
             .fetch_optional(self.pool())
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("reading task {task_id}")))?;
             let state: String = current.try_get(0)?;
-            return Ok(
-                match (state.as_str(), current.try_get(1)?, current.try_get(2)?) {
-                    ("claimed", Some(user_id), Some(lease_expires_at)) => Claim::HeldByOther {
+            let assigned_to: Option<i64> = current.try_get(3)?;
+            let claimed_by: Option<i64> = current.try_get(1)?;
+            let lease: Option<i64> = current.try_get(2)?;
+            return Ok(match (state.as_str(), claimed_by, lease) {
+                ("done" | "cancelled", _, _) => Claim::Closed,
+                ("claimed", Some(user_id), Some(lease_expires_at)) if user_id != user => {
+                    Claim::HeldByOther {
                         user_id,
                         lease_expires_at,
-                    },
+                    }
+                }
+                _ => match assigned_to {
+                    Some(other) if other != user => Claim::RoutedToOther { user_id: other },
                     _ => Claim::Closed,
                 },
-            );
+            });
         };
         assign_study(&mut tx, row.try_get(0)?, user, now).await?;
         task_event(&mut tx, "task_claimed", task_id, now, serde_json::json!({})).await?;

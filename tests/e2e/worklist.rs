@@ -1,0 +1,301 @@
+//! The reading worklist end to end: a township AE sends a chest CT → after the quiet
+//! period a task appears for the chest radiologist the default rules choose → claims and
+//! their conflicts, the clinic's view of its study's state, reassignment, routing rules and
+//! reading profiles through the admin API, every route's access and audit.
+
+use std::time::{Duration, Instant};
+
+use pacs_store::users::{Password, Role, Username};
+
+use crate::http::{Resp, get, request};
+use crate::per_backend;
+use crate::support::*;
+
+const PASSWORD: &str = "worklist-test-password-1";
+
+/// (username, role, clinic, subspecialties)
+const USERS: &[(&str, Role, Option<&str>, &[&str])] = &[
+    ("admin", Role::Admin, None, &[]),
+    ("rad-chest", Role::Radiologist, None, &["chest"]),
+    ("rad-neuro", Role::Radiologist, None, &["neuro"]),
+    ("doc-a", Role::TownshipDoctor, Some("Clinic A"), &[]),
+    ("doc-b", Role::TownshipDoctor, Some("Clinic B"), &[]),
+];
+
+fn create_users(archive: &TestArchive) -> Vec<String> {
+    runtime().block_on(async {
+        let a = archive.open().await;
+        note_secret(PASSWORD);
+        let password = Password::parse(PASSWORD).unwrap();
+        let mut tokens = Vec::new();
+        for (name, role, clinic, subs) in USERS {
+            let name = Username::parse(name).unwrap();
+            let subs: Vec<String> = subs.iter().map(|s| s.to_string()).collect();
+            a.index()
+                .create_user(&name, *role, *clinic, &subs, Some(&password))
+                .await
+                .unwrap();
+            let t = a
+                .index()
+                .create_token(&name, "worklist", None)
+                .await
+                .unwrap();
+            tokens.push(format!("Bearer {}", t.secret));
+        }
+        a.index().close().await;
+        tokens
+    })
+}
+
+fn worklist_of(port: u16, token: &str, query: &str) -> Vec<serde_json::Value> {
+    let r = get(
+        port,
+        &format!("/api/worklist{query}"),
+        &[("Authorization", token)],
+    );
+    r.expect(200, "worklist");
+    r.json().as_array().unwrap().clone()
+}
+
+fn post(port: u16, token: &str, path: &str, body: Option<&str>) -> Resp {
+    request(port, "POST", path, &[("Authorization", token)], body)
+}
+
+fn worklist(backend: Backend) {
+    let archive = TestArchive::new(backend).with_env("PACS_STUDY_QUIET_SECONDS", "1");
+    archive.add_clinic("Clinic A", "CLINIC_A_AE", None);
+    archive.add_clinic("Clinic B", "CLINIC_B_AE", None);
+    let tokens = create_users(&archive);
+    let [admin, chest, neuro, doc_a, doc_b] = [0, 1, 2, 3, 4].map(|i| tokens[i].as_str());
+    let server = archive.start();
+    let port = server.http_port;
+
+    // A township CT room sends a chest CT.
+    let ct: Vec<_> = sample_files()
+        .into_iter()
+        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("ct_"))
+        .collect();
+    let run = pynetdicom_store(server.dicom_port, "CLINIC_A_AE", &ct, &[]);
+    assert!(
+        run.results.len() == ct.len() && run.results.iter().all(|r| r.status == Some(0)),
+        "{}",
+        run.stderr
+    );
+    let study = file_attrs(&ct[0]).1.study_instance_uid;
+
+    // After the quiet period: a task for the chest radiologist.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mine = loop {
+        let mine = worklist_of(port, chest, "?view=mine");
+        if !mine.is_empty() || Instant::now() > deadline {
+            break mine;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(mine.len(), 1, "no task routed: {}", server.log());
+    let task = &mine[0];
+    assert_eq!(task["study_instance_uid"], study.as_str());
+    assert_eq!(task["rule"], "chest-ct");
+    assert_eq!(task["priority"], "routine");
+    assert_eq!(task["state"], "open");
+    assert_eq!(task["clinic"], "Clinic A");
+    assert_eq!(task["assigned_to"], "rad-chest");
+    assert!(task["patient_name"].as_str().is_some_and(|n| !n.is_empty()));
+    let due = task["due_at"].as_i64().unwrap() - task["ready_at"].as_i64().unwrap();
+    assert_eq!(due, 24 * 3600 * 1_000_000);
+    let id = task["task_id"].as_i64().unwrap();
+    let claim_path = format!("/api/worklist/tasks/{id}/claim");
+
+    // Not the neuroradiologist's and not in the pool: to them it does not exist.
+    assert!(worklist_of(port, neuro, "?view=mine").is_empty());
+    assert!(worklist_of(port, neuro, "?view=pool").is_empty());
+    let r = post(port, neuro, &claim_path, None);
+    r.expect(404, "claim of a task routed to another");
+    assert_eq!(r.error(), "no such task");
+    // The routed radiologist claims it and can open the study; the other cannot.
+    let r = post(port, chest, &claim_path, None);
+    r.expect(200, "claim");
+    assert!(r.json()["lease_expires_at"].as_i64().unwrap() > 0);
+    let study_path = format!("/api/studies/{study}");
+    get(port, &study_path, &[("Authorization", chest)]).expect(200, "assigned study");
+    get(port, &study_path, &[("Authorization", neuro)]).expect(404, "not assigned");
+
+    // The sending clinic sees its study being read; another clinic sees nothing; clinic
+    // users cannot claim.
+    let seen = worklist_of(port, doc_a, "");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0]["state"], "claimed");
+    assert_eq!(seen[0]["claimed_by"], "rad-chest");
+    assert!(worklist_of(port, doc_b, "").is_empty());
+    post(port, doc_a, &claim_path, None).expect(403, "clinic user claims");
+    // A task of another clinic is "no such task" for a clinic user.
+    post(
+        port,
+        doc_b,
+        &format!("/api/worklist/tasks/{id}/release"),
+        None,
+    )
+    .expect(403, "clinic user releases");
+
+    // The administrator moves it to the neuroradiologist, who can then claim it.
+    let reassign = format!("/api/admin/worklist/tasks/{id}/reassign");
+    post(port, chest, &reassign, Some(r#"{"username":"rad-neuro"}"#)).expect(403, "not admin");
+    post(port, admin, &reassign, Some(r#"{"username":"nobody"}"#)).expect(404, "unknown user");
+    post(port, admin, &reassign, Some(r#"{"username":"doc-a"}"#)).expect(400, "not a radiologist");
+    post(port, admin, &reassign, Some(r#"{"username":"rad-neuro"}"#)).expect(204, "reassign");
+    post(
+        port,
+        chest,
+        &format!("/api/worklist/tasks/{id}/release"),
+        None,
+    )
+    .expect(404, "release after reassignment");
+    post(port, neuro, &claim_path, None).expect(200, "claim after reassignment");
+    post(port, admin, "/api/worklist/tasks/999999/claim", None).expect(403, "admin claims");
+    post(port, neuro, "/api/worklist/tasks/999999/claim", None).expect(404, "unknown task");
+
+    // Views and filters, and bad parameters.
+    assert_eq!(worklist_of(port, admin, "?view=all&modality=CT").len(), 1);
+    assert!(worklist_of(port, admin, "?view=all&modality=MR").is_empty());
+    assert!(worklist_of(port, admin, "?view=overdue").is_empty());
+    assert_eq!(
+        worklist_of(port, admin, "?clinic=Clinic%20A&sort=due").len(),
+        1
+    );
+    for bad in [
+        "?view=everything",
+        "?priority=soon",
+        "?sort=name",
+        "?limit=0",
+        "?clinic=Nowhere",
+        "?view=all'%20OR%201=1--",
+        "?unknown=1",
+    ] {
+        get(
+            port,
+            &format!("/api/worklist{bad}"),
+            &[("Authorization", admin)],
+        )
+        .expect(400, bad);
+    }
+    get(port, "/api/worklist", &[]).expect(401, "no credentials");
+
+    // Routing rules and reading profiles (administrators only).
+    let r = get(
+        port,
+        "/api/admin/routing-rules",
+        &[("Authorization", admin)],
+    );
+    r.expect(200, "rules");
+    let names: Vec<String> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("anyone"),
+        "{names:?}"
+    );
+    get(
+        port,
+        "/api/admin/routing-rules",
+        &[("Authorization", chest)],
+    )
+    .expect(403, "rules");
+    let rule = r#"{"position":5,"name":"stat-us","modality":"us","set_priority":"stat"}"#;
+    let r = post(port, admin, "/api/admin/routing-rules", Some(rule));
+    r.expect(201, "new rule");
+    assert_eq!(r.json()["modality"], "US");
+    let rule_id = r.json()["id"].as_i64().unwrap();
+    post(port, admin, "/api/admin/routing-rules", Some(rule)).expect(409, "same name");
+    post(
+        port,
+        admin,
+        "/api/admin/routing-rules",
+        Some(r#"{"position":6,"name":"x","set_priority":"soon"}"#),
+    )
+    .expect(400, "bad priority");
+    post(
+        port,
+        admin,
+        "/api/admin/routing-rules",
+        Some(r#"{"position":6,"name":"y","clinic":"Nowhere"}"#),
+    )
+    .expect(400, "unknown clinic");
+    let rule_path = format!("/api/admin/routing-rules/{rule_id}");
+    request(
+        port,
+        "PUT",
+        &rule_path,
+        &[("Authorization", admin)],
+        Some(r#"{"position":7,"name":"stat-us","modality":"US","enabled":false}"#),
+    )
+    .expect(200, "change rule");
+    request(
+        port,
+        "DELETE",
+        &rule_path,
+        &[("Authorization", admin)],
+        None,
+    )
+    .expect(204, "delete");
+    request(
+        port,
+        "DELETE",
+        &rule_path,
+        &[("Authorization", admin)],
+        None,
+    )
+    .expect(404, "again");
+    let profile = "/api/admin/users/rad-chest/reading-profile";
+    request(
+        port,
+        "PUT",
+        profile,
+        &[("Authorization", admin)],
+        Some(r#"{"credentials":["CT","DX"],"shifts":[{"start_minute":480,"end_minute":1020}]}"#),
+    )
+    .expect(204, "profile");
+    request(
+        port,
+        "PUT",
+        profile,
+        &[("Authorization", admin)],
+        Some(r#"{"shifts":[{"start_minute":600,"end_minute":600}]}"#),
+    )
+    .expect(400, "empty shift");
+    request(
+        port,
+        "PUT",
+        "/api/admin/users/doc-a/reading-profile",
+        &[("Authorization", admin)],
+        Some(r#"{"credentials":["CT"]}"#),
+    )
+    .expect(404, "not a radiologist");
+
+    // Audited: the worklist reads, the claims' assignments, the administration.
+    let log = archive.pacs_ok(&["audit", "search", "--event", "110112", "--json"]);
+    let events: Vec<serde_json::Value> = serde_json::from_str(&log).unwrap();
+    assert!(
+        events.iter().any(|e| e["user"] == "doc-a"
+            && e["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("worklist"))),
+        "{log}"
+    );
+    let log = archive.pacs_ok(&["audit", "search", "--user", "admin", "--json"]);
+    for what in [
+        "reassign reading task",
+        "add routing rule",
+        "remove routing rule",
+        "set the reading profile of rad-chest",
+    ] {
+        assert!(log.contains(what), "{what}: {log}");
+    }
+    drop(server);
+}
+
+per_backend!(worklist);
