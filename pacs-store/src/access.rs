@@ -369,7 +369,7 @@ impl Index {
         .collect()
     }
 
-    async fn visible_study_row(
+    pub(crate) async fn visible_study_row(
         &self,
         scope: Scope,
         study_instance_uid: &str,

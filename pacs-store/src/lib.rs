@@ -22,6 +22,8 @@
 //!   entry as a DICOM Audit Message (ATNA XML); [`audit_forwarding`]: forwarding cursors.
 //! - [`worklist`]: reading tasks from the outbox's "study ready" events, routing rules,
 //!   claims with leases, deadlines and escalations.
+//! - [`reports`]: preliminary impressions, drafts, Ed25519-signed reports and addenda,
+//!   verification, discrepancy rates.
 //! - [`admin`]: audited administration (users, tokens, assignments) for the CLI and the API.
 //! - [`ae_title`]: the [`ae_title::AeTitle`] newtype; [`error`]: [`StoreError`].
 
@@ -41,6 +43,7 @@ pub mod index;
 pub mod metadata;
 pub mod objects;
 pub mod query;
+pub mod reports;
 pub mod users;
 pub mod worklist;
 

@@ -3,125 +3,17 @@
 //! also from two index handles (two nodes) at once; leases; deadlines and escalations on a
 //! controlled clock; late images after the reading → an addendum-review task.
 
+mod common;
+
 use std::time::Duration;
 
+use common::*;
 use pacs_store::access::Scope;
-use pacs_store::charset::PersonName;
-use pacs_store::header::IndexedAttributes;
-use pacs_store::index::{Index, NewInstance, now_micros};
-use pacs_store::objects::ObjectKey;
+use pacs_store::index::{Index, now_micros};
 use pacs_store::worklist::{
     Claim, Priority, Sort, View, WorklistPolicy, WorklistQuery, minute_of_week,
 };
 use sqlx::Row as _;
-
-const MIN: i64 = 60_000_000;
-
-struct StudySpec {
-    n: u32,
-    modality: &'static str,
-    body_part: &'static str,
-    priority: Option<&'static str>,
-}
-
-fn instance(
-    study: u32,
-    instance: u32,
-    modality: &str,
-    body_part: &str,
-    priority: Option<&str>,
-) -> NewInstance {
-    NewInstance {
-        attrs: IndexedAttributes {
-            sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
-            sop_instance_uid: format!("1.2.826.0.1.3680043.10.543.9.{study}.{instance}"),
-            study_instance_uid: format!("1.2.826.0.1.3680043.10.543.7.{study}"),
-            series_instance_uid: format!("1.2.826.0.1.3680043.10.543.8.{study}"),
-            patient_id: Some(format!("WL{study}")),
-            patient_name: Some(PersonName {
-                alphabetic: format!("Test^Worklist{study}"),
-                ..Default::default()
-            }),
-            modality: Some(modality.into()),
-            body_part_examined: Some(body_part.into()),
-            requested_procedure_priority: priority.map(str::to_owned),
-            ..Default::default()
-        },
-        transfer_syntax_uid: "1.2.840.10008.1.2.1".into(),
-        object_key: ObjectKey::generate(),
-        size_bytes: 100,
-        dataset_offset: 0,
-        content_hash: format!("{study:032x}{instance:032x}"),
-        clinic_id: Some(1),
-        clinic_name: Some("Township A".into()),
-        source_ae: Some("TOWNSHIP_A".into()),
-        received_at: now_micros(),
-    }
-}
-
-async fn radiologist(index: &Index, name: &str, subspecialties: &[&str]) -> i64 {
-    let now = now_micros();
-    let id: i64 = sqlx::query(
-        "INSERT INTO users (username, role, created_at, updated_at) VALUES ($1, 'radiologist', $2, $2) RETURNING id",
-    )
-    .bind(name)
-    .bind(now)
-    .fetch_one(index_pool(index))
-    .await
-    .unwrap()
-    .try_get(0)
-    .unwrap();
-    for s in subspecialties {
-        sqlx::query("INSERT INTO user_subspecialties (user_id, subspecialty) VALUES ($1, $2)")
-            .bind(id)
-            .bind(*s)
-            .execute(index_pool(index))
-            .await
-            .unwrap();
-    }
-    id
-}
-
-fn index_pool(index: &Index) -> &sqlx::AnyPool {
-    index.pool_for_tests()
-}
-
-async fn store(index: &Index, specs: &[StudySpec]) {
-    for s in specs {
-        index
-            .insert_instance(instance(s.n, 1, s.modality, s.body_part, s.priority))
-            .await
-            .unwrap();
-    }
-    index.mark_ready_studies(Duration::ZERO).await.unwrap();
-}
-
-fn uid(n: u32) -> String {
-    format!("1.2.826.0.1.3680043.10.543.7.{n}")
-}
-
-async fn task_of(index: &Index, study: u32) -> pacs_store::worklist::Task {
-    let id: i64 = sqlx::query(
-        "SELECT t.id FROM reading_tasks t JOIN studies s ON s.id = t.study_ref \
-         WHERE s.study_instance_uid = $1 ORDER BY t.id DESC",
-    )
-    .bind(uid(study))
-    .fetch_one(index_pool(index))
-    .await
-    .unwrap()
-    .try_get(0)
-    .unwrap();
-    index.task(id).await.unwrap().unwrap()
-}
-
-async fn count(index: &Index, sql: &'static str) -> i64 {
-    sqlx::query(sql)
-        .fetch_one(index_pool(index))
-        .await
-        .unwrap()
-        .try_get(0)
-        .unwrap()
-}
 
 /// The whole behaviour, on one database; `second` is another handle on the same database
 /// (another node).
@@ -478,46 +370,18 @@ async fn contract(index: &Index, second: &Index) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn worklist_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite:{}", dir.path().join("index.db").display());
-    let index = Index::open(&url).await.unwrap();
-    let second = Index::open(&url).await.unwrap();
-    contract(&index, &second).await;
-    second.close().await;
-    index.close().await;
+    on_sqlite(|a, b| async move {
+        contract(&a, &b).await;
+        (a, b)
+    })
+    .await;
 }
 
-/// On PostgreSQL (a fresh database on the server scripts/test.sh starts): required
-/// unless PACS_TEST_ALLOW_NO_POSTGRES=1.
 #[tokio::test(flavor = "multi_thread")]
 async fn worklist_on_postgres() {
-    use sqlx::Executor;
-    let Ok(admin) = std::env::var("PACS_TEST_POSTGRES_URL") else {
-        if std::env::var("PACS_TEST_ALLOW_NO_POSTGRES").as_deref() == Ok("1") {
-            eprintln!("SKIPPED: PostgreSQL worklist test (PACS_TEST_ALLOW_NO_POSTGRES=1)");
-            return;
-        }
-        panic!(
-            "PACS_TEST_POSTGRES_URL is not set: this test needs a real PostgreSQL \
-             (scripts/test.sh starts one), or set PACS_TEST_ALLOW_NO_POSTGRES=1 to skip it"
-        );
-    };
-    sqlx::any::install_default_drivers();
-    let name = format!("pacs_worklist_{}", uuid::Uuid::new_v4().simple());
-    let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
-    pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-    let index = Index::open(&url).await.unwrap();
-    let second = Index::open(&url).await.unwrap();
-    contract(&index, &second).await;
-    second.close().await;
-    index.close().await;
-    let _ = pool
-        .execute(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .await;
-    pool.close().await;
+    on_postgres("worklist", |a, b| async move {
+        contract(&a, &b).await;
+        (a, b)
+    })
+    .await;
 }

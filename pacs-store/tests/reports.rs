@@ -1,0 +1,289 @@
+//! Reports against real databases: the township doctor's preliminary impression, a draft
+//! only by the radiologist holding the claim, the agreement verdict required before
+//! signing, Ed25519 signatures that verify untouched and fail after any stored byte
+//! changes, signed addenda, critical findings in the outbox, discrepancy rates per clinic.
+
+mod common;
+
+use common::*;
+use pacs_store::StoreError;
+use pacs_store::index::{Index, now_micros};
+use pacs_store::reports::signing::ReportKey;
+use pacs_store::reports::{Agreement, ReportContent};
+use pacs_store::users::{Principal, Role, Username};
+use pacs_store::worklist::{Claim, Priority, WorklistPolicy};
+use sqlx::Row as _;
+
+async fn township_doctor(index: &Index, name: &str) -> Principal {
+    let now = now_micros();
+    let id: i64 = sqlx::query(
+        "INSERT INTO users (username, role, clinic_id, created_at, updated_at) \
+         VALUES ($1, 'township-doctor', 1, $2, $2) RETURNING id",
+    )
+    .bind(name)
+    .bind(now)
+    .fetch_one(index_pool(index))
+    .await
+    .unwrap()
+    .try_get(0)
+    .unwrap();
+    Principal {
+        user_id: id,
+        username: Username::parse(name).unwrap(),
+        role: Role::TownshipDoctor,
+        clinic_id: Some(1),
+        clinic_name: Some("Township A".into()),
+        subspecialties: Vec::new(),
+    }
+}
+
+fn invalid<T: std::fmt::Debug>(r: Result<T, StoreError>) -> String {
+    match r {
+        Err(StoreError::Invalid(why)) => why,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+async fn contract(index: &Index) {
+    let policy = WorklistPolicy::default();
+    let key = ReportKey::from_bytes(&[9; 32]);
+    sqlx::query("INSERT INTO clinics (name, created_at) VALUES ('Township A', 0)")
+        .execute(index_pool(index))
+        .await
+        .unwrap();
+    let chest = radiologist(index, "chest", &["chest"]).await;
+    let other = radiologist(index, "other", &["neuro"]).await;
+    let doctor = township_doctor(index, "doc-a").await;
+    store(
+        index,
+        &[StudySpec {
+            n: 1,
+            modality: "CT",
+            body_part: "CHEST",
+            priority: None,
+        }],
+    )
+    .await;
+    let now = now_micros();
+    index.route_ready_studies(&policy, now, 100).await.unwrap();
+    let task = task_of(index, 1).await;
+    assert_eq!(
+        (task.assigned_to, task.priority),
+        (Some(chest), Priority::Routine)
+    );
+
+    // The township doctor's impression, flagged urgent: the task becomes urgent.
+    index
+        .save_preliminary(
+            &doctor,
+            &uid(1),
+            "Right lower lobe consolidation?",
+            true,
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        index.task(task.id).await.unwrap().unwrap().priority,
+        Priority::Urgent
+    );
+    assert_eq!(index.preliminaries(&uid(1)).await.unwrap().len(), 1);
+
+    // No draft without the claim; the claimer writes it on the study's template.
+    let mut content = ReportContent {
+        clinical_information: "Cough and fever for a week.".into(),
+        technique: "Axial CT of the chest without contrast.".into(),
+        findings: "Consolidation of the right lower lobe with air bronchograms.".into(),
+        impression: "Right lower lobe pneumonia.".into(),
+        ..Default::default()
+    };
+    assert!(invalid(index.save_draft(task.id, chest, &content, now).await).contains("not claimed"));
+    assert!(matches!(
+        index
+            .claim_task(&policy, task.id, chest, now)
+            .await
+            .unwrap(),
+        Claim::Held { .. }
+    ));
+    let draft = index
+        .save_draft(task.id, chest, &content, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        (draft.state.as_str(), draft.template.as_str()),
+        ("draft", "ct-chest")
+    );
+    assert!(invalid(index.save_draft(task.id, other, &content, now).await).contains("not claimed"));
+    // Signing needs the verdict on the preliminary impression.
+    assert!(invalid(index.sign_report(&key, draft.id, chest, now).await).contains("agreement"));
+    content.agreement = Some(Agreement::Minor);
+    content.agreement_comment = Some("Pneumonia, but also a small effusion.".into());
+    content.critical = true;
+    index
+        .save_draft(task.id, chest, &content, now)
+        .await
+        .unwrap();
+    // Not by someone else, not after the lease ran out.
+    assert!(invalid(index.sign_report(&key, draft.id, other, now).await).contains("not claimed"));
+    let late = now + policy.lease.as_micros() as i64 + 1;
+    assert!(invalid(index.sign_report(&key, draft.id, chest, late).await).contains("not claimed"));
+    let signed = index
+        .sign_report(&key, draft.id, chest, now + 1)
+        .await
+        .unwrap();
+    assert_eq!(signed.state, "final");
+    assert_eq!(signed.content, content);
+    assert_eq!(index.task(task.id).await.unwrap().unwrap().state, "done");
+    // Signed is signed: no second signature, no new draft, no late preliminary.
+    assert!(
+        invalid(index.sign_report(&key, draft.id, chest, now + 2).await).contains("already signed")
+    );
+    assert!(
+        invalid(index.save_draft(task.id, chest, &content, now + 2).await).contains("not claimed")
+    );
+    assert!(
+        invalid(
+            index
+                .save_preliminary(&doctor, &uid(1), "again", false, now)
+                .await
+        )
+        .contains("reported")
+    );
+    let kinds: Vec<String> = sqlx::query("SELECT kind FROM events ORDER BY id")
+        .fetch_all(index_pool(index))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get(0).unwrap())
+        .collect();
+    assert!(
+        kinds.iter().any(|k| k == "report_signed") && kinds.iter().any(|k| k == "critical_finding"),
+        "{kinds:?}"
+    );
+
+    // Verification: valid untouched.
+    let v = index.verify_report(draft.id).await.unwrap().unwrap();
+    assert!(v.valid, "{v:?}");
+    assert_eq!(v.signer.as_deref(), Some("chest"));
+    // An addendum by the signer, signed; by someone else, refused.
+    assert!(
+        invalid(
+            index
+                .add_addendum(&key, draft.id, other, "x", now + 3)
+                .await
+        )
+        .contains("signer")
+    );
+    let addendum = index
+        .add_addendum(
+            &key,
+            draft.id,
+            chest,
+            "Small right pleural effusion also present.",
+            now + 3,
+        )
+        .await
+        .unwrap();
+    let amended = index.report(draft.id).await.unwrap().unwrap();
+    assert_eq!(
+        (amended.state.as_str(), amended.addenda.len()),
+        ("amended", 1)
+    );
+    let v = index.verify_report(draft.id).await.unwrap().unwrap();
+    assert!(v.valid && v.addenda == vec![(addendum.id, true)], "{v:?}");
+
+    // Any stored byte changed afterwards fails verification: each column in turn.
+    for (sql, back) in [
+        (
+            "UPDATE reports SET findings = findings || ' ' WHERE id = $1",
+            "UPDATE reports SET findings = SUBSTR(findings, 1, LENGTH(findings) - 1) WHERE id = $1",
+        ),
+        (
+            "UPDATE reports SET critical = 0 WHERE id = $1",
+            "UPDATE reports SET critical = 1 WHERE id = $1",
+        ),
+        (
+            "UPDATE reports SET agreement = 'agree' WHERE id = $1",
+            "UPDATE reports SET agreement = 'minor' WHERE id = $1",
+        ),
+        (
+            "UPDATE reports SET signed_at = signed_at + 1 WHERE id = $1",
+            "UPDATE reports SET signed_at = signed_at - 1 WHERE id = $1",
+        ),
+        (
+            "UPDATE report_addenda SET text = 'No effusion.' WHERE report_id = $1",
+            "UPDATE report_addenda SET text = 'Small right pleural effusion also present.' WHERE report_id = $1",
+        ),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(draft.id)
+            .execute(index_pool(index))
+            .await
+            .unwrap();
+        let v = index.verify_report(draft.id).await.unwrap().unwrap();
+        assert!(!v.valid && v.problem.is_some(), "{sql}: {v:?}");
+        sqlx::query(sqlx::AssertSqlSafe(back))
+            .bind(draft.id)
+            .execute(index_pool(index))
+            .await
+            .unwrap();
+        assert!(
+            index.verify_report(draft.id).await.unwrap().unwrap().valid,
+            "{back}"
+        );
+    }
+    // The study identity is signed too.
+    sqlx::query("UPDATE patients SET patient_id = 'SOMEONE-ELSE'")
+        .execute(index_pool(index))
+        .await
+        .unwrap();
+    assert!(!index.verify_report(draft.id).await.unwrap().unwrap().valid);
+
+    // Another report key cannot sign with the stored keys.
+    store(
+        index,
+        &[StudySpec {
+            n: 2,
+            modality: "CT",
+            body_part: "CHEST",
+            priority: None,
+        }],
+    )
+    .await;
+    index.route_ready_studies(&policy, now, 100).await.unwrap();
+    let t2 = task_of(index, 2).await;
+    index.claim_task(&policy, t2.id, chest, now).await.unwrap();
+    let d2 = index.save_draft(t2.id, chest, &content, now).await.unwrap();
+    let wrong = ReportKey::from_bytes(&[1; 32]);
+    assert!(matches!(
+        index.sign_report(&wrong, d2.id, chest, now).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert_eq!(index.report(d2.id).await.unwrap().unwrap().state, "draft");
+
+    // Discrepancy rates per clinic (signed reports with a verdict).
+    let rates = index.discrepancy_rates().await.unwrap();
+    assert_eq!(rates.len(), 1);
+    assert_eq!(
+        (rates[0].reviewed, rates[0].minor, rates[0].major),
+        (1, 1, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_on_sqlite() {
+    on_sqlite(|a, b| async move {
+        contract(&a).await;
+        (a, b)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_on_postgres() {
+    on_postgres("reports", |a, b| async move {
+        contract(&a).await;
+        (a, b)
+    })
+    .await;
+}
