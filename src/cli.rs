@@ -51,6 +51,9 @@ pub enum Command {
     /// The tamper-evident audit trail.
     #[command(subcommand)]
     Audit(crate::audit_cli::AuditCommand),
+    /// Signed reports.
+    #[command(subcommand)]
+    Report(crate::report_cli::ReportCommand),
 }
 
 #[derive(Debug, Args, Default)]

@@ -24,6 +24,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats(a) => stats(&Settings::load(&cli.common, None)?, a).await,
         Command::User(c) => crate::users_cli::run(&Settings::load(&cli.common, None)?, c).await,
         Command::Audit(c) => crate::audit_cli::run(&Settings::load(&cli.common, None)?, c).await,
+        Command::Report(c) => crate::report_cli::run(&Settings::load(&cli.common, None)?, c).await,
     }
 }
 

@@ -5,6 +5,7 @@ mod audit_cli;
 mod audit_forward;
 mod cli;
 mod commands;
+mod report_cli;
 mod serve;
 mod settings;
 mod tls;

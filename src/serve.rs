@@ -78,6 +78,10 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let http_tls = settings.http_tls()?;
     let session_ttl = settings.session_ttl()?;
     let worklist_policy = settings.worklist_policy()?;
+    let report_key = std::sync::Arc::new(
+        pacs_store::reports::signing::ReportKey::load_or_create(&settings.report_key_path())
+            .context("cannot load the report signing key (report_key_file)")?,
+    );
     let scheme = if http_tls.is_some() { "https" } else { "http" };
     if !settings.http_bind.is_loopback() && http_tls.is_none() {
         tracing::warn!(%http_addr, "HTTP listens beyond loopback without TLS: configure http_tls_cert/http_tls_key or put it behind a TLS proxy");
@@ -205,6 +209,7 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             session_ttl,
             viewer_dir: settings.viewer_dir.clone(),
             worklist: worklist_policy.clone(),
+            report_key,
         },
         http_tls,
         stopped(stop_rx.clone()),

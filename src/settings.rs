@@ -69,6 +69,10 @@ pub struct Settings {
     pub turnaround_routine_minutes: u64,
     /// How long a radiologist's claim on a task lasts without being renewed.
     pub claim_lease_seconds: u64,
+    /// The key that seals radiologists' report-signing keys (32 bytes, made on first
+    /// start, mode 0600). Default `<data_dir>/report-signing.key`. Every node of a
+    /// deployment needs the same file; back it up apart from the database.
+    pub report_key_file: Option<PathBuf>,
 
     /// The web viewer's built files (`index.html` and `assets/`, from `npm run build` in
     /// viewer-web), served at `/`. Relative paths are from the working directory.
@@ -111,6 +115,7 @@ impl Default for Settings {
             turnaround_urgent_minutes: worklist.urgent.as_secs() / 60,
             turnaround_routine_minutes: worklist.routine.as_secs() / 60,
             claim_lease_seconds: worklist.lease.as_secs(),
+            report_key_file: None,
             viewer_dir: PathBuf::from(reading_workstation_api::viewer::DEFAULT_DIR),
         }
     }
@@ -148,6 +153,7 @@ const ENV_KEYS: &[&str] = &[
     "turnaround_urgent_minutes",
     "turnaround_routine_minutes",
     "claim_lease_seconds",
+    "report_key_file",
     "viewer_dir",
 ];
 const S3_ENV_KEYS: &[&str] = &[
@@ -237,6 +243,13 @@ impl Settings {
             absolute: Duration::from_secs(self.session_lifetime_seconds),
             idle: Duration::from_secs(self.session_idle_seconds),
         })
+    }
+
+    /// Where the report key lives.
+    pub fn report_key_path(&self) -> PathBuf {
+        self.report_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("report-signing.key"))
     }
 
     /// The worklist's deadlines and claim lease.

@@ -185,8 +185,19 @@ fn is_public(method: &Method, path: &str) -> bool {
         "/healthz" => read,
         "/api/login" => method == Method::POST,
         "/" => read,
+        // Report verification: no secret needed, no patient data answered.
+        _ if read && is_report_verification(path) => true,
         _ => read && path.starts_with(crate::viewer::ASSETS_PREFIX),
     }
+}
+
+/// `/api/reports/{id}/verify` with a numeric id.
+fn is_report_verification(path: &str) -> bool {
+    path.strip_prefix("/api/reports/")
+        .and_then(|rest| rest.strip_suffix("/verify"))
+        .is_some_and(|id| {
+            !id.is_empty() && id.len() <= 19 && id.bytes().all(|b| b.is_ascii_digit())
+        })
 }
 
 /// Where HTTP Basic is accepted.

@@ -27,6 +27,7 @@ pub mod dicomweb;
 pub mod error;
 pub mod openapi;
 pub mod render;
+pub mod reports;
 pub mod studies;
 pub mod tls;
 pub mod viewer;
@@ -59,6 +60,8 @@ pub struct ApiState {
     pub session_ttl: pacs_store::users::SessionTtl,
     /// The worklist's claim lease and deadlines.
     pub worklist: pacs_store::worklist::WorklistPolicy,
+    /// Seals the radiologists' signing keys (`pacs_store::reports::signing`).
+    pub report_key: Arc<pacs_store::reports::signing::ReportKey>,
     /// The web viewer's built files (`index.html`, `assets/`), served at `/` ([`viewer`]).
     pub viewer_dir: PathBuf,
 }
@@ -111,6 +114,18 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/admin/audit", get(admin::search_audit))
         .route("/api/worklist", get(worklist::list))
+        .route("/api/worklist/tasks/{id}/report", put(reports::save_draft))
+        .route(
+            "/api/studies/{uid}/preliminary",
+            post(reports::save_preliminary),
+        )
+        .route("/api/studies/{uid}/reports", get(reports::study_reports))
+        .route("/api/reports/{id}", get(reports::get_one))
+        .route("/api/reports/{id}/sign", post(reports::sign))
+        .route("/api/reports/{id}/addenda", post(reports::add_addendum))
+        .route("/api/reports/{id}/verify", get(reports::verify))
+        .route("/api/report-templates", get(reports::templates))
+        .route("/api/admin/discrepancies", get(reports::discrepancies))
         .route("/api/worklist/tasks/{id}/claim", post(worklist::claim))
         .route("/api/worklist/tasks/{id}/release", post(worklist::release))
         .route(

@@ -6,7 +6,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{admin, auth, studies, worklist};
+use crate::{admin, auth, reports, studies, worklist};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,9 @@ use crate::{admin, auth, studies, worklist};
         worklist::list, worklist::claim, worklist::release, worklist::reassign,
         worklist::return_to_pool, worklist::list_rules, worklist::create_rule,
         worklist::update_rule, worklist::delete_rule, worklist::set_reading_profile,
+        reports::save_preliminary, reports::study_reports, reports::save_draft, reports::sign,
+        reports::add_addendum, reports::get_one, reports::verify, reports::templates,
+        reports::discrepancies,
     ),
     modifiers(&Credentials),
     security(("session" = []), ("bearer" = [])),
@@ -36,6 +39,7 @@ use crate::{admin, auth, studies, worklist};
         (name = "session", description = "Logging in and out"),
         (name = "studies", description = "Studies the caller may see"),
         (name = "worklist", description = "Reading tasks: worklists, claims"),
+        (name = "reports", description = "Preliminary impressions, reports, signatures"),
         (name = "admin", description = "Administration (administrators only)"),
     )
 )]

@@ -154,14 +154,135 @@ fn worklist(backend: Backend) {
     post(port, admin, "/api/worklist/tasks/999999/claim", None).expect(403, "admin claims");
     post(port, neuro, "/api/worklist/tasks/999999/claim", None).expect(404, "unknown task");
 
+    // Reporting: the township doctor's impression, the draft, the signature.
+    let prelim = format!("/api/studies/{study}/preliminary");
+    post(port, neuro, &prelim, Some(r#"{"text":"x"}"#)).expect(403, "radiologist preliminary");
+    post(port, doc_b, &prelim, Some(r#"{"text":"x"}"#)).expect(404, "other clinic's study");
+    post(
+        port,
+        doc_a,
+        &prelim,
+        Some(r#"{"text":"Pneumonia right base?"}"#),
+    )
+    .expect(200, "preliminary");
+    let draft_path = format!("/api/worklist/tasks/{id}/report");
+    let draft = r#"{"findings":"Consolidation of the right lower lobe.","impression":"Right lower lobe pneumonia."}"#;
+    request(
+        port,
+        "PUT",
+        &draft_path,
+        &[("Authorization", chest)],
+        Some(draft),
+    )
+    .expect(404, "draft by the radiologist who lost the task");
+    let r = request(
+        port,
+        "PUT",
+        &draft_path,
+        &[("Authorization", neuro)],
+        Some(draft),
+    );
+    r.expect(200, "draft");
+    assert_eq!(r.json()["template"], "ct-chest");
+    let report_id = r.json()["id"].as_i64().unwrap();
+    // Clinic users do not see drafts.
+    let r = get(
+        port,
+        &format!("/api/studies/{study}/reports"),
+        &[("Authorization", doc_a)],
+    );
+    r.expect(200, "reports of the study");
+    assert!(
+        r.json()["reports"].as_array().unwrap().is_empty(),
+        "{}",
+        r.body
+    );
+    let sign_path = format!("/api/reports/{report_id}/sign");
+    let r = post(port, neuro, &sign_path, None);
+    r.expect(400, "sign without the verdict on the preliminary");
+    assert!(r.error().contains("agreement"), "{}", r.body);
+    let with_verdict = r#"{"findings":"Consolidation of the right lower lobe.","impression":"Right lower lobe pneumonia.","agreement":"agree","critical":true}"#;
+    request(
+        port,
+        "PUT",
+        &draft_path,
+        &[("Authorization", neuro)],
+        Some(with_verdict),
+    )
+    .expect(200, "draft with verdict");
+    post(port, doc_a, &sign_path, None).expect(403, "clinic user signs");
+    let r = post(port, neuro, &sign_path, None);
+    r.expect(200, "sign");
+    assert_eq!(r.json()["state"], "final");
+    post(port, neuro, &sign_path, None).expect(400, "sign twice");
+    // The clinic sees the signed report with the verdict; another clinic does not.
+    let r = get(
+        port,
+        &format!("/api/studies/{study}/reports"),
+        &[("Authorization", doc_a)],
+    );
+    let reports = r.json()["reports"].as_array().unwrap().clone();
+    assert_eq!(reports.len(), 1, "{}", r.body);
+    assert_eq!(reports[0]["agreement"], "agree");
+    assert_eq!(reports[0]["author"], "rad-neuro");
+    get(
+        port,
+        &format!("/api/reports/{report_id}"),
+        &[("Authorization", doc_b)],
+    )
+    .expect(404, "other clinic's report");
+    get(port, &format!("/api/reports/{report_id}"), &[]).expect(401, "report without credentials");
+    // Anyone can check the signature; `pacs report verify` too.
+    let verify_path = format!("/api/reports/{report_id}/verify");
+    let r = get(port, &verify_path, &[]);
+    r.expect(200, "public verification");
+    assert_eq!(r.json()["valid"], true, "{}", r.body);
+    assert_eq!(r.json()["signer"], "rad-neuro");
+    assert!(
+        !r.body.contains(&study),
+        "verification answers no study data"
+    );
+    let ok = archive.pacs(&["report", "verify", &report_id.to_string()]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    // One stored byte changed: both say so.
+    runtime().block_on(async {
+        let a = archive.open().await;
+        sqlx::query("UPDATE reports SET impression = 'Normal chest.' WHERE id = $1")
+            .bind(report_id)
+            .execute(a.index().pool_for_tests())
+            .await
+            .unwrap();
+        a.index().close().await;
+    });
+    assert_eq!(get(port, &verify_path, &[]).json()["valid"], false);
+    let bad = archive.pacs(&["report", "verify", &report_id.to_string()]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("NOT VALID"));
+    let r = get(
+        port,
+        "/api/admin/discrepancies",
+        &[("Authorization", admin)],
+    );
+    r.expect(200, "discrepancies");
+    assert_eq!(r.json()[0]["clinic"], "Clinic A");
+    assert_eq!(r.json()[0]["agree"], 1);
+    get(
+        port,
+        "/api/admin/discrepancies",
+        &[("Authorization", doc_a)],
+    )
+    .expect(403, "rates");
+
     // Views and filters, and bad parameters.
-    assert_eq!(worklist_of(port, admin, "?view=all&modality=CT").len(), 1);
+    // The task is done: off the worklist.
+    assert!(worklist_of(port, admin, "?view=all&modality=CT").is_empty());
     assert!(worklist_of(port, admin, "?view=all&modality=MR").is_empty());
     assert!(worklist_of(port, admin, "?view=overdue").is_empty());
-    assert_eq!(
-        worklist_of(port, admin, "?clinic=Clinic%20A&sort=due").len(),
-        1
-    );
+    assert!(worklist_of(port, admin, "?clinic=Clinic%20A&sort=due").is_empty());
     for bad in [
         "?view=everything",
         "?priority=soon",

@@ -1,0 +1,330 @@
+//! Reports over HTTP (`pacs_store::reports`):
+//! - `POST /api/studies/{uid}/preliminary`: a township doctor's first impression of a study
+//!   of their clinic (`{"text", "urgent"?}`);
+//! - `GET /api/studies/{uid}/reports`: the study's reports (signed ones for clinic users,
+//!   drafts too for radiologists and administrators) and preliminary impressions;
+//! - `PUT /api/worklist/tasks/{id}/report`: the draft, by the radiologist holding the claim;
+//! - `POST /api/reports/{id}/sign`, `POST /api/reports/{id}/addenda` (`{"text"}`);
+//! - `GET /api/reports/{id}`; `GET /api/reports/{id}/verify` (public: it needs no secret
+//!   and answers no patient data, only whether the signatures hold and whose they are);
+//! - `GET /api/report-templates`; `GET /api/admin/discrepancies` (rates per clinic).
+//!
+//! Reads of reports are audited as 110103 (read) before the data is sent; writes as 110103
+//! with action create/update.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pacs_store::access::Capability;
+use pacs_store::audit::{Action, EventId, Outcome};
+use pacs_store::index::now_micros;
+use pacs_store::query::is_uid;
+use pacs_store::reports::{
+    ClinicDiscrepancies, Preliminary, Report, ReportContent, TEMPLATES, Template, Verification,
+};
+
+use crate::ApiState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    b.map(|Json(t)| t).map_err(ApiError::from)
+}
+
+fn no_store(r: impl IntoResponse) -> Response {
+    ([(header::CACHE_CONTROL, "no-store")], r).into_response()
+}
+
+/// The body of `POST /api/studies/{uid}/preliminary`.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPreliminary {
+    pub text: String,
+    /// Raises a routine reading task to urgent.
+    #[serde(default)]
+    pub urgent: bool,
+}
+
+/// `POST /api/studies/{uid}/preliminary` (township doctors of the sending clinic).
+#[utoipa::path(post, path = "/api/studies/{study_instance_uid}/preliminary", tag = "reports",
+    params(("study_instance_uid" = String, Path)), request_body = NewPreliminary,
+    responses((status = 200, body = Preliminary), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn save_preliminary(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(uid): Path<String>,
+    req: Result<Json<NewPreliminary>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    if caller.principal.role != pacs_store::users::Role::TownshipDoctor {
+        return Err(ApiError::forbidden(
+            "preliminary impressions are written by township doctors",
+        ));
+    }
+    let req = body(req)?;
+    if !is_uid(&uid) {
+        return Err(ApiError::not_found("no such study"));
+    }
+    let saved = state
+        .archive
+        .index()
+        .save_preliminary(&caller.principal, &uid, &req.text, req.urgent, now_micros())
+        .await;
+    let event = caller
+        .event(EventId::InstancesAccessed, Action::Update)
+        .with_study(Some(uid.clone()))
+        .with_detail("preliminary impression");
+    let event = match &saved {
+        Ok(_) => event,
+        Err(e) => event.with_outcome(Outcome::MinorFailure, e.to_string()),
+    };
+    caller.audit_read(&state, event).await?;
+    Ok(no_store(Json(saved?)))
+}
+
+/// What `GET /api/studies/{uid}/reports` answers.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct StudyReports {
+    pub preliminary: Vec<Preliminary>,
+    pub reports: Vec<Report>,
+}
+
+/// `GET /api/studies/{uid}/reports`
+#[utoipa::path(get, path = "/api/studies/{study_instance_uid}/reports", tag = "reports",
+    params(("study_instance_uid" = String, Path)),
+    responses((status = 200, body = StudyReports), (status = 404, body = ErrorBody)))]
+pub async fn study_reports(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(uid): Path<String>,
+) -> Result<Response, ApiError> {
+    let index = state.archive.index();
+    let visible = is_uid(&uid) && index.visible_study(caller.scope(), &uid).await?.is_some();
+    let event = caller
+        .event(EventId::InstancesAccessed, Action::Read)
+        .with_study(Some(if is_uid(&uid) {
+            uid.clone()
+        } else {
+            "(not a UID)".into()
+        }))
+        .with_detail("reports");
+    if !visible {
+        let event = event.with_outcome(Outcome::MinorFailure, "no such study, or not permitted");
+        caller.audit_read(&state, event).await?;
+        return Err(ApiError::not_found("no such study"));
+    }
+    let mut reports = Vec::new();
+    for id in index.study_report_ids(&uid).await? {
+        if let Some(r) = index.visible_report(caller.scope(), id).await? {
+            reports.push(r);
+        }
+    }
+    let preliminary = index.preliminaries(&uid).await?;
+    caller.audit_read(&state, event).await?;
+    Ok(no_store(Json(StudyReports {
+        preliminary,
+        reports,
+    })))
+}
+
+/// `PUT /api/worklist/tasks/{id}/report`: the draft of the task the caller holds.
+#[utoipa::path(put, path = "/api/worklist/tasks/{id}/report", tag = "reports",
+    params(("id" = i64, Path, description = "Task id")), request_body = ReportContent,
+    responses((status = 200, body = Report), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn save_draft(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    req: Result<Json<ReportContent>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(&state, Capability::ClaimTasks).await?;
+    let content = body(req)?;
+    let index = state.archive.index();
+    if !index.task_visible(caller.scope(), id).await? {
+        return Err(ApiError::not_found("no such task"));
+    }
+    let saved = index
+        .save_draft(id, caller.principal.user_id, &content, now_micros())
+        .await;
+    audit_write(
+        &state,
+        &caller,
+        saved.as_ref().ok().map(|r| r.study_instance_uid.clone()),
+        "report draft",
+        &saved,
+    )
+    .await?;
+    Ok(no_store(Json(saved?)))
+}
+
+async fn audit_write<T>(
+    state: &ApiState,
+    caller: &Caller,
+    study: Option<String>,
+    what: &str,
+    result: &Result<T, pacs_store::StoreError>,
+) -> Result<(), ApiError> {
+    let event = caller
+        .event(EventId::InstancesAccessed, Action::Update)
+        .with_study(study)
+        .with_detail(what.to_owned());
+    let event = match result {
+        Ok(_) => event,
+        Err(e) => event.with_outcome(Outcome::MinorFailure, e.to_string()),
+    };
+    caller.audit_read(state, event).await
+}
+
+/// 404 unless the caller may see report `id`.
+async fn visible(state: &ApiState, caller: &Caller, id: i64) -> Result<Report, ApiError> {
+    state
+        .archive
+        .index()
+        .visible_report(caller.scope(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such report"))
+}
+
+/// `POST /api/reports/{id}/sign`: by the radiologist holding the task; final at once.
+#[utoipa::path(post, path = "/api/reports/{id}/sign", tag = "reports",
+    params(("id" = i64, Path, description = "Report id")),
+    responses((status = 200, body = Report), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn sign(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    caller.require(&state, Capability::ClaimTasks).await?;
+    let report = visible(&state, &caller, id).await?;
+    let signed = state
+        .archive
+        .index()
+        .sign_report(
+            &state.report_key,
+            id,
+            caller.principal.user_id,
+            now_micros(),
+        )
+        .await;
+    audit_write(
+        &state,
+        &caller,
+        Some(report.study_instance_uid),
+        "report signed",
+        &signed,
+    )
+    .await?;
+    Ok(no_store(Json(signed?)))
+}
+
+/// The body of `POST /api/reports/{id}/addenda`.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAddendum {
+    pub text: String,
+}
+
+/// `POST /api/reports/{id}/addenda`: a signed addendum to a signed report.
+#[utoipa::path(post, path = "/api/reports/{id}/addenda", tag = "reports",
+    params(("id" = i64, Path, description = "Report id")), request_body = NewAddendum,
+    responses((status = 201, body = pacs_store::reports::Addendum), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn add_addendum(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    req: Result<Json<NewAddendum>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(&state, Capability::ClaimTasks).await?;
+    let req = body(req)?;
+    let report = visible(&state, &caller, id).await?;
+    let added = state
+        .archive
+        .index()
+        .add_addendum(
+            &state.report_key,
+            id,
+            caller.principal.user_id,
+            &req.text,
+            now_micros(),
+        )
+        .await;
+    audit_write(
+        &state,
+        &caller,
+        Some(report.study_instance_uid),
+        "report addendum",
+        &added,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, no_store(Json(added?))).into_response())
+}
+
+/// `GET /api/reports/{id}`
+#[utoipa::path(get, path = "/api/reports/{id}", tag = "reports",
+    params(("id" = i64, Path, description = "Report id")),
+    responses((status = 200, body = Report), (status = 404, body = ErrorBody)))]
+pub async fn get_one(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let found = state
+        .archive
+        .index()
+        .visible_report(caller.scope(), id)
+        .await?;
+    let event = caller
+        .event(EventId::InstancesAccessed, Action::Read)
+        .with_detail(format!("report {id}"));
+    let Some(report) = found else {
+        let event = event.with_outcome(Outcome::MinorFailure, "no such report, or not permitted");
+        caller.audit_read(&state, event).await?;
+        return Err(ApiError::not_found("no such report"));
+    };
+    let event = event
+        .with_patient(Some(report.patient_id.clone()), None)
+        .with_study(Some(report.study_instance_uid.clone()));
+    caller.audit_read(&state, event).await?;
+    Ok(no_store(Json(report)))
+}
+
+/// `GET /api/reports/{id}/verify`: public — whether the report's and its addenda's
+/// signatures hold for what is stored now, and whose they are. No patient data.
+#[utoipa::path(get, path = "/api/reports/{id}/verify", tag = "reports", security(()),
+    params(("id" = i64, Path, description = "Report id")),
+    responses((status = 200, body = Verification), (status = 404, body = ErrorBody)))]
+pub async fn verify(
+    State(state): State<ApiState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Verification>, ApiError> {
+    state
+        .archive
+        .index()
+        .verify_report(id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("no such report"))
+}
+
+/// `GET /api/report-templates`
+#[utoipa::path(get, path = "/api/report-templates", tag = "reports",
+    responses((status = 200, body = [Template])))]
+pub async fn templates(_caller: Caller) -> Json<&'static [Template]> {
+    Json(TEMPLATES)
+}
+
+/// `GET /api/admin/discrepancies`: per clinic, how its preliminary impressions were judged.
+#[utoipa::path(get, path = "/api/admin/discrepancies", tag = "admin",
+    responses((status = 200, body = [ClinicDiscrepancies]), (status = 403, body = ErrorBody)))]
+pub async fn discrepancies(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<Vec<ClinicDiscrepancies>>, ApiError> {
+    caller.require(&state, Capability::Administer).await?;
+    Ok(Json(state.archive.index().discrepancy_rates().await?))
+}
