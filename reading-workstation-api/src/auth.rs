@@ -772,6 +772,19 @@ mod tests {
         assert!(
             !is_public(&Method::GET, "/api/assets/x") && !is_public(&Method::GET, "/x/assets/y")
         );
+        // Report verification only, by number, read only.
+        assert!(is_public(&Method::GET, "/api/reports/12/verify"));
+        for path in [
+            "/api/reports/12",
+            "/api/reports//verify",
+            "/api/reports/../verify",
+            "/api/reports/12/verify/x",
+            "/api/reports/1%2F2/verify",
+            "/api/reports/12/sign",
+        ] {
+            assert!(!is_public(&Method::GET, path), "{path}");
+        }
+        assert!(!is_public(&Method::POST, "/api/reports/12/verify"));
         assert!(is_dicom_web("/dicom-web/") && is_dicom_web("/dicom-web/studies"));
         assert!(!is_dicom_web("/dicom-webx"));
         assert!(same_secret(b"abc", b"abc"));
