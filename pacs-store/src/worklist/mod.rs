@@ -648,28 +648,25 @@ impl Index {
             task_event(&mut tx, "task_overdue", id, now, serde_json::json!({})).await?;
             overdue.push(id);
         }
-        // "Due soon": less than the fraction of its own turnaround left.
-        let candidates = sqlx::query(
-            "SELECT id, ready_at, due_at FROM reading_tasks \
+        // "Due soon": less than the fraction of its own turnaround left, decided in SQL
+        // (in per mille) so that thousands of open tasks are not read every second.
+        let per_mille = (policy.due_soon_fraction.clamp(0.0, 1.0) * 1000.0).round() as i64;
+        let soon_rows = sqlx::query(
+            "UPDATE reading_tasks SET near_escalated_at = $1 \
              WHERE state IN ('open', 'claimed') AND near_escalated_at IS NULL \
-               AND overdue_escalated_at IS NULL AND due_at > $1",
+               AND overdue_escalated_at IS NULL AND due_at > $1 \
+               AND (due_at - $1) * 1000 <= (due_at - ready_at) * $2 \
+             RETURNING id",
         )
         .bind(now)
+        .bind(per_mille)
         .fetch_all(&mut *tx)
         .await?;
         let mut soon = Vec::new();
-        for r in candidates {
-            let (id, ready, due): (i64, i64, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-            let window = ((due - ready) as f64 * policy.due_soon_fraction) as i64;
-            if due - now <= window {
-                sqlx::query("UPDATE reading_tasks SET near_escalated_at = $1 WHERE id = $2")
-                    .bind(now)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                task_event(&mut tx, "task_due_soon", id, now, serde_json::json!({})).await?;
-                soon.push(id);
-            }
+        for r in soon_rows {
+            let id: i64 = r.try_get(0)?;
+            task_event(&mut tx, "task_due_soon", id, now, serde_json::json!({})).await?;
+            soon.push(id);
         }
         tx.commit().await?;
         Ok((soon, overdue))
