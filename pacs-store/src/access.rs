@@ -101,7 +101,8 @@ pub(crate) use in_scope;
 /// The scope's rule for reading tasks, on the `reading_tasks` row aliased `t`, with the
 /// same binds as [`in_scope!`]: administrators see every task; a clinic's users their
 /// clinic's tasks (the state of their studies); a radiologist the tasks routed to or
-/// claimed by them and the open tasks of the pool; nobody else any.
+/// claimed by them and the tasks of the pool (open, or claimed by a colleague: so that a
+/// lost race answers "being read by …"); nobody else any.
 macro_rules! task_in_scope {
     ($kind:literal, $subject:literal) => {
         concat!(
@@ -117,7 +118,7 @@ macro_rules! task_in_scope {
             $subject,
             " OR t.claimed_by = ",
             $subject,
-            " OR (t.assigned_to IS NULL AND t.state = 'open'))))"
+            " OR (t.assigned_to IS NULL AND t.state IN ('open', 'claimed')))))"
         )
     };
 }

@@ -420,3 +420,87 @@ fn worklist(backend: Backend) {
 }
 
 per_backend!(worklist);
+
+/// Two `pacs serve` nodes on one index: two radiologists claim the same pool task at the
+/// same moment through different nodes, round after round — exactly one wins each time,
+/// and both nodes made one task between them.
+fn claim_race_two_nodes(backend: Backend) {
+    let archive = TestArchive::new(backend).with_env("PACS_STUDY_QUIET_SECONDS", "1");
+    archive.add_clinic("Clinic A", "CLINIC_A_AE", None);
+    archive.add_clinic("Clinic B", "CLINIC_B_AE", None);
+    let tokens = create_users(&archive);
+    let [admin, chest, neuro] = [0, 1, 2].map(|i| tokens[i].as_str());
+    let one = archive.start();
+    let two = archive.start();
+    let ct: Vec<_> = sample_files()
+        .into_iter()
+        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("ct_"))
+        .collect();
+    let run = pynetdicom_store(one.dicom_port, "CLINIC_A_AE", &ct, &[]);
+    assert!(
+        run.results.iter().all(|r| r.status == Some(0)),
+        "{}",
+        run.stderr
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let tasks = loop {
+        let all = worklist_of(two.http_port, admin, "?view=all");
+        if !all.is_empty() || Instant::now() > deadline {
+            break all;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Give both nodes' keepers time to (not) make a second task.
+    std::thread::sleep(Duration::from_secs(3));
+    let tasks_now = worklist_of(one.http_port, admin, "?view=all");
+    assert_eq!(
+        (tasks.len(), tasks_now.len()),
+        (1, 1),
+        "one task from two nodes"
+    );
+    let id = tasks[0]["task_id"].as_i64().unwrap();
+    post(
+        one.http_port,
+        admin,
+        &format!("/api/admin/worklist/tasks/{id}/return-to-pool"),
+        None,
+    )
+    .expect(204, "to the pool");
+    let claim = format!("/api/worklist/tasks/{id}/claim");
+    let release = format!("/api/worklist/tasks/{id}/release");
+    let mut wins = [0, 0];
+    for round in 0..8 {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let racers: Vec<_> = [(one.http_port, chest), (two.http_port, neuro)]
+            .into_iter()
+            .enumerate()
+            .map(|(i, (port, token))| {
+                let (barrier, token, claim) = (barrier.clone(), token.to_owned(), claim.clone());
+                // Alternate who goes through which node.
+                let port = if round % 2 == 0 {
+                    port
+                } else if i == 0 {
+                    two.http_port
+                } else {
+                    one.http_port
+                };
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    request(port, "POST", &claim, &[("Authorization", &token)], None).status
+                })
+            })
+            .collect();
+        let statuses: Vec<u16> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+        let won: Vec<usize> = (0..2).filter(|&i| statuses[i] == 200).collect();
+        assert_eq!(won.len(), 1, "round {round}: {statuses:?}");
+        assert_eq!(statuses[1 - won[0]], 409, "round {round}: {statuses:?}");
+        wins[won[0]] += 1;
+        let winner = [chest, neuro][won[0]];
+        post(one.http_port, winner, &release, None).expect(204, "release");
+    }
+    assert_eq!(wins[0] + wins[1], 8);
+    drop(one);
+    drop(two);
+}
+
+per_backend!(claim_race_two_nodes);
