@@ -210,6 +210,9 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
             viewer_dir: settings.viewer_dir.clone(),
             worklist: worklist_policy.clone(),
             report_key,
+            live: reading_workstation_api::live::LiveFeed::start(archive.index().clone())
+                .await
+                .context("cannot start the live event feed")?,
         },
         http_tls,
         stopped(stop_rx.clone()),

@@ -124,6 +124,31 @@ macro_rules! task_in_scope {
 }
 pub(crate) use task_in_scope;
 
+/// Who may receive a live event of a study (`crate::live_events`): decided here, with
+/// the same rules as reading the study and its tasks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Audience {
+    /// The clinic that sent the study: its users see its events.
+    pub clinic_id: Option<i64>,
+    /// Radiologists the study (or another study of the patient) is assigned to, or whose
+    /// task of it is routed to or claimed by them.
+    pub radiologists: Vec<i64>,
+    /// A task of the study is in the pool: every radiologist may see it.
+    pub pool: bool,
+}
+
+impl Audience {
+    /// Whether `principal` may receive the event.
+    pub fn admits(&self, principal: &Principal) -> bool {
+        match Scope::of(principal) {
+            Scope::All => true,
+            Scope::Clinic(clinic) => self.clinic_id == Some(clinic),
+            Scope::AssignedTo(user) => self.pool || self.radiologists.contains(&user),
+            Scope::Nothing => false,
+        }
+    }
+}
+
 /// Things a principal may do besides seeing studies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Capability {

@@ -24,6 +24,7 @@
 //!   claims with leases, deadlines and escalations.
 //! - [`reports`]: preliminary impressions, drafts, Ed25519-signed reports and addenda,
 //!   verification, discrepancy rates.
+//! - [`live_events`]: outbox events for the live feed, each with its audience.
 //! - [`admin`]: audited administration (users, tokens, assignments) for the CLI and the API.
 //! - [`ae_title`]: the [`ae_title::AeTitle`] newtype; [`error`]: [`StoreError`].
 
@@ -40,6 +41,7 @@ pub mod config;
 pub mod error;
 pub mod header;
 pub mod index;
+pub mod live_events;
 pub mod metadata;
 pub mod objects;
 pub mod query;

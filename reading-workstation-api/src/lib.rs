@@ -25,6 +25,7 @@ pub mod admin;
 pub mod auth;
 pub mod dicomweb;
 pub mod error;
+pub mod live;
 pub mod openapi;
 pub mod render;
 pub mod reports;
@@ -62,6 +63,8 @@ pub struct ApiState {
     pub worklist: pacs_store::worklist::WorklistPolicy,
     /// Seals the radiologists' signing keys (`pacs_store::reports::signing`).
     pub report_key: Arc<pacs_store::reports::signing::ReportKey>,
+    /// The live feed's reader of the outbox ([`live`]).
+    pub live: live::LiveFeed,
     /// The web viewer's built files (`index.html`, `assets/`), served at `/` ([`viewer`]).
     pub viewer_dir: PathBuf,
 }
@@ -113,6 +116,7 @@ pub fn router(state: ApiState) -> Router {
             delete(admin::revoke_assignment),
         )
         .route("/api/admin/audit", get(admin::search_audit))
+        .route("/api/events", get(live::events))
         .route("/api/worklist", get(worklist::list))
         .route("/api/worklist/tasks/{id}/report", put(reports::save_draft))
         .route(

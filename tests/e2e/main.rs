@@ -18,6 +18,7 @@ mod dicom_tls;
 mod find;
 mod http_auth;
 mod https;
+mod live_events;
 mod qido;
 mod store;
 mod stow;

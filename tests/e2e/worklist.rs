@@ -22,7 +22,7 @@ const USERS: &[(&str, Role, Option<&str>, &[&str])] = &[
     ("doc-b", Role::TownshipDoctor, Some("Clinic B"), &[]),
 ];
 
-fn create_users(archive: &TestArchive) -> Vec<String> {
+pub(crate) fn create_users(archive: &TestArchive) -> Vec<String> {
     runtime().block_on(async {
         let a = archive.open().await;
         note_secret(PASSWORD);
@@ -47,7 +47,7 @@ fn create_users(archive: &TestArchive) -> Vec<String> {
     })
 }
 
-fn worklist_of(port: u16, token: &str, query: &str) -> Vec<serde_json::Value> {
+pub(crate) fn worklist_of(port: u16, token: &str, query: &str) -> Vec<serde_json::Value> {
     let r = get(
         port,
         &format!("/api/worklist{query}"),
@@ -57,7 +57,7 @@ fn worklist_of(port: u16, token: &str, query: &str) -> Vec<serde_json::Value> {
     r.json().as_array().unwrap().clone()
 }
 
-fn post(port: u16, token: &str, path: &str, body: Option<&str>) -> Resp {
+pub(crate) fn post(port: u16, token: &str, path: &str, body: Option<&str>) -> Resp {
     request(port, "POST", path, &[("Authorization", token)], body)
 }
 
