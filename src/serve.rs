@@ -380,6 +380,14 @@ async fn worklist_keeper(
             }
             Err(e) => tracing::error!(error = %e, "worklist: cannot raise escalations"),
         }
+        match index.escalate_critical(now).await {
+            Ok(reports) => {
+                for id in reports {
+                    tracing::warn!(report = id, "critical finding not acknowledged in time");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot escalate critical findings"),
+        }
     }
 }
 

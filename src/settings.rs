@@ -69,6 +69,8 @@ pub struct Settings {
     pub turnaround_routine_minutes: u64,
     /// How long a radiologist's claim on a task lasts without being renewed.
     pub claim_lease_seconds: u64,
+    /// How long the originating clinic has to acknowledge a critical finding.
+    pub critical_ack_minutes: u64,
     /// The key that seals radiologists' report-signing keys (32 bytes, made on first
     /// start, mode 0600). Default `<data_dir>/report-signing.key`. Every node of a
     /// deployment needs the same file; back it up apart from the database.
@@ -115,6 +117,7 @@ impl Default for Settings {
             turnaround_urgent_minutes: worklist.urgent.as_secs() / 60,
             turnaround_routine_minutes: worklist.routine.as_secs() / 60,
             claim_lease_seconds: worklist.lease.as_secs(),
+            critical_ack_minutes: worklist.critical_ack.as_secs() / 60,
             report_key_file: None,
             viewer_dir: PathBuf::from(reading_workstation_api::viewer::DEFAULT_DIR),
         }
@@ -153,6 +156,7 @@ const ENV_KEYS: &[&str] = &[
     "turnaround_urgent_minutes",
     "turnaround_routine_minutes",
     "claim_lease_seconds",
+    "critical_ack_minutes",
     "report_key_file",
     "viewer_dir",
 ];
@@ -274,6 +278,7 @@ impl Settings {
             urgent: Duration::from_secs(urgent * 60),
             routine: Duration::from_secs(routine * 60),
             lease: Duration::from_secs(self.claim_lease_seconds),
+            critical_ack: Duration::from_secs(self.critical_ack_minutes.max(1) * 60),
             ..Default::default()
         })
     }

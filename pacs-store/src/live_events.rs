@@ -28,6 +28,7 @@ pub struct LiveEvent {
 /// The kinds of events sent live (SQL `LIKE` patterns).
 const LIVE_KINDS: &str = "(e.kind LIKE 'task\\_%' ESCAPE '\\' OR e.kind LIKE 'delivery\\_%' ESCAPE '\\' \
      OR e.kind IN ('report_signed', 'report_amended', 'critical_finding', 'preliminary_saved', \
+     'critical_acknowledged', 'critical_unacknowledged', \
      'study_ready', 'study_updated'))";
 
 impl Index {

@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use pacs_store::StoreError;
+use pacs_store::access::Scope;
 use pacs_store::index::{Index, now_micros};
 use pacs_store::reports::signing::ReportKey;
 use pacs_store::reports::{Agreement, ReportContent};
@@ -115,7 +116,9 @@ async fn contract(index: &Index) {
     );
     assert!(invalid(index.save_draft(task.id, other, &content, now).await).contains("not claimed"));
     // Signing needs the verdict on the preliminary impression.
-    assert!(invalid(index.sign_report(&key, draft.id, chest, now).await).contains("agreement"));
+    assert!(
+        invalid(index.sign_report(&key, &policy, draft.id, chest, now).await).contains("agreement")
+    );
     content.agreement = Some(Agreement::Minor);
     content.agreement_comment = Some("Pneumonia, but also a small effusion.".into());
     content.critical = true;
@@ -124,11 +127,21 @@ async fn contract(index: &Index) {
         .await
         .unwrap();
     // Not by someone else, not after the lease ran out.
-    assert!(invalid(index.sign_report(&key, draft.id, other, now).await).contains("not claimed"));
+    assert!(
+        invalid(index.sign_report(&key, &policy, draft.id, other, now).await)
+            .contains("not claimed")
+    );
     let late = now + policy.lease.as_micros() as i64 + 1;
-    assert!(invalid(index.sign_report(&key, draft.id, chest, late).await).contains("not claimed"));
+    assert!(
+        invalid(
+            index
+                .sign_report(&key, &policy, draft.id, chest, late)
+                .await
+        )
+        .contains("not claimed")
+    );
     let signed = index
-        .sign_report(&key, draft.id, chest, now + 1)
+        .sign_report(&key, &policy, draft.id, chest, now + 1)
         .await
         .unwrap();
     assert_eq!(signed.state, "final");
@@ -136,7 +149,12 @@ async fn contract(index: &Index) {
     assert_eq!(index.task(task.id).await.unwrap().unwrap().state, "done");
     // Signed is signed: no second signature, no new draft, no late preliminary.
     assert!(
-        invalid(index.sign_report(&key, draft.id, chest, now + 2).await).contains("already signed")
+        invalid(
+            index
+                .sign_report(&key, &policy, draft.id, chest, now + 2)
+                .await
+        )
+        .contains("already signed")
     );
     assert!(
         invalid(index.save_draft(task.id, chest, &content, now + 2).await).contains("not claimed")
@@ -160,6 +178,103 @@ async fn contract(index: &Index) {
         kinds.iter().any(|k| k == "report_signed") && kinds.iter().any(|k| k == "critical_finding"),
         "{kinds:?}"
     );
+
+    // The critical finding: a notice to the clinic, open until one of its doctors
+    // acknowledges it; escalated once when the deadline passes first.
+    let open = index
+        .critical_notices(Scope::Clinic(1), true)
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(
+        (open[0].report_id, open[0].signer.as_str()),
+        (draft.id, "chest")
+    );
+    assert!(
+        index
+            .critical_notices(Scope::Clinic(2), false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        index
+            .critical_notices(Scope::AssignedTo(chest), true)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        index
+            .critical_notices(Scope::AssignedTo(other), true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let portal = index.portal_studies(Scope::Clinic(1), 10, 0).await.unwrap();
+    assert_eq!(
+        (portal[0].state.as_str(), portal[0].report_id),
+        ("critical", Some(draft.id))
+    );
+    let due = open[0].ack_due_at;
+    assert_eq!(
+        due - open[0].notified_at,
+        policy.critical_ack.as_micros() as i64
+    );
+    assert!(index.escalate_critical(due - 1).await.unwrap().is_empty());
+    assert_eq!(index.escalate_critical(due).await.unwrap(), vec![draft.id]);
+    assert!(
+        index.escalate_critical(due + 1).await.unwrap().is_empty(),
+        "escalated twice"
+    );
+    // Radiologists and other clinics cannot acknowledge; the clinic's doctor can, once.
+    let chest_principal = Principal {
+        user_id: chest,
+        username: Username::parse("chest").unwrap(),
+        role: Role::Radiologist,
+        clinic_id: None,
+        clinic_name: None,
+        subspecialties: vec!["chest".into()],
+    };
+    assert!(matches!(
+        index
+            .acknowledge_critical(&chest_principal, draft.id, due)
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    let mut elsewhere = doctor.clone();
+    elsewhere.clinic_id = Some(2);
+    assert!(matches!(
+        index.acknowledge_critical(&elsewhere, draft.id, due).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let acked = index
+        .acknowledge_critical(&doctor, draft.id, due + 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        (acked.acknowledged_by.as_deref(), acked.acknowledged_at),
+        (Some("doc-a"), Some(due + 5))
+    );
+    let again = index
+        .acknowledge_critical(&doctor, draft.id, due + 9)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.acknowledged_at,
+        Some(due + 5),
+        "the first acknowledgement stands"
+    );
+    assert!(
+        index
+            .critical_notices(Scope::Clinic(1), true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let portal = index.portal_studies(Scope::Clinic(1), 10, 0).await.unwrap();
+    assert_eq!(portal[0].state, "reported");
 
     // Verification: valid untouched.
     let v = index.verify_report(draft.id).await.unwrap().unwrap();
@@ -256,10 +371,23 @@ async fn contract(index: &Index) {
     let d2 = index.save_draft(t2.id, chest, &content, now).await.unwrap();
     let wrong = ReportKey::from_bytes(&[1; 32]);
     assert!(matches!(
-        index.sign_report(&wrong, d2.id, chest, now).await,
+        index.sign_report(&wrong, &policy, d2.id, chest, now).await,
         Err(StoreError::Corrupt(_))
     ));
     assert_eq!(index.report(d2.id).await.unwrap().unwrap().state, "draft");
+
+    let portal = index.portal_studies(Scope::Clinic(1), 10, 0).await.unwrap();
+    let states: Vec<(&str, &str)> = portal
+        .iter()
+        .map(|p| (p.study_instance_uid.as_str(), p.state.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (uid(2).as_str(), "in reading"),
+            (uid(1).as_str(), "reported")
+        ]
+    );
 
     // Discrepancy rates per clinic (signed reports with a verdict).
     let rates = index.discrepancy_rates().await.unwrap();

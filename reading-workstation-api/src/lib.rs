@@ -129,6 +129,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/reports/{id}/addenda", post(reports::add_addendum))
         .route("/api/reports/{id}/verify", get(reports::verify))
         .route("/api/report-templates", get(reports::templates))
+        .route("/api/critical-findings", get(reports::critical_findings))
+        .route(
+            "/api/reports/{id}/critical/acknowledge",
+            post(reports::acknowledge_critical),
+        )
+        .route("/api/portal/studies", get(reports::portal_studies))
         .route("/api/admin/discrepancies", get(reports::discrepancies))
         .route("/api/worklist/tasks/{id}/claim", post(worklist::claim))
         .route("/api/worklist/tasks/{id}/release", post(worklist::release))

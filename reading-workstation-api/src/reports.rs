@@ -21,6 +21,7 @@ use pacs_store::access::Capability;
 use pacs_store::audit::{Action, EventId, Outcome};
 use pacs_store::index::now_micros;
 use pacs_store::query::is_uid;
+use pacs_store::reports::critical::{CriticalNotice, PortalStudy};
 use pacs_store::reports::{
     ClinicDiscrepancies, Preliminary, Report, ReportContent, TEMPLATES, Template, Verification,
 };
@@ -205,6 +206,7 @@ pub async fn sign(
         .index()
         .sign_report(
             &state.report_key,
+            &state.worklist,
             id,
             caller.principal.user_id,
             now_micros(),
@@ -327,4 +329,105 @@ pub async fn discrepancies(
 ) -> Result<Json<Vec<ClinicDiscrepancies>>, ApiError> {
     caller.require(&state, Capability::Administer).await?;
     Ok(Json(state.archive.index().discrepancy_rates().await?))
+}
+
+/// Query parameters of `GET /api/critical-findings`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CriticalParams {
+    /// Only those not yet acknowledged (default true).
+    pub open: Option<bool>,
+}
+
+/// `GET /api/critical-findings`: a clinic's notices, a radiologist's (reports they signed),
+/// or all (administrators), newest first.
+#[utoipa::path(get, path = "/api/critical-findings", tag = "reports", params(CriticalParams),
+    responses((status = 200, body = [CriticalNotice]), (status = 400, body = ErrorBody)))]
+pub async fn critical_findings(
+    State(state): State<ApiState>,
+    caller: Caller,
+    params: Result<axum::extract::Query<CriticalParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let axum::extract::Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let notices = state
+        .archive
+        .index()
+        .critical_notices(caller.scope(), p.open.unwrap_or(true))
+        .await?;
+    let event = caller
+        .event(EventId::Query, Action::Execute)
+        .with_detail(format!("critical findings listed: {}", notices.len()));
+    caller.audit_read(&state, event).await?;
+    Ok(no_store(Json(notices)))
+}
+
+/// `POST /api/reports/{id}/critical/acknowledge`: a doctor of the originating clinic
+/// confirms the critical finding was received (the first acknowledgement stands).
+#[utoipa::path(post, path = "/api/reports/{id}/critical/acknowledge", tag = "reports",
+    params(("id" = i64, Path, description = "Report id")),
+    responses((status = 200, body = CriticalNotice), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn acknowledge_critical(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let acked = state
+        .archive
+        .index()
+        .acknowledge_critical(&caller.principal, id, now_micros())
+        .await;
+    let study = acked.as_ref().ok().map(|n| n.study_instance_uid.clone());
+    audit_write(
+        &state,
+        &caller,
+        study,
+        "critical finding acknowledged",
+        &acked,
+    )
+    .await?;
+    Ok(no_store(Json(acked?)))
+}
+
+/// Query parameters of `GET /api/portal/studies`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PortalParams {
+    /// 1–1000, default 100.
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// `GET /api/portal/studies`: the caller's studies with where they stand (received, in
+/// reading, reported, critical), newest first.
+#[utoipa::path(get, path = "/api/portal/studies", tag = "reports", params(PortalParams),
+    responses((status = 200, body = [PortalStudy]), (status = 400, body = ErrorBody)))]
+pub async fn portal_studies(
+    State(state): State<ApiState>,
+    caller: Caller,
+    params: Result<axum::extract::Query<PortalParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let axum::extract::Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if p.limit.is_some_and(|l| !(1..=1000).contains(&l)) {
+        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
+    }
+    if p.offset.is_some_and(|o| o < 0) {
+        return Err(ApiError::bad_request("offset must not be negative"));
+    }
+    let studies = state
+        .archive
+        .index()
+        .portal_studies(
+            caller.scope(),
+            p.limit.unwrap_or(100),
+            p.offset.unwrap_or(0),
+        )
+        .await?;
+    let event = caller
+        .event(EventId::Query, Action::Execute)
+        .with_detail(format!("portal studies listed: {}", studies.len()));
+    caller.audit_read(&state, event).await?;
+    Ok(no_store(Json(studies)))
 }

@@ -215,6 +215,44 @@ fn worklist(backend: Backend) {
     r.expect(200, "sign");
     assert_eq!(r.json()["state"], "final");
     post(port, neuro, &sign_path, None).expect(400, "sign twice");
+    // The critical finding: the clinic portal shows it until a doctor there acknowledges.
+    let portal = get(port, "/api/portal/studies", &[("Authorization", doc_a)]);
+    portal.expect(200, "portal");
+    assert_eq!(portal.json()[0]["state"], "critical", "{}", portal.body);
+    assert_eq!(portal.json()[0]["report_id"], report_id);
+    let open = get(port, "/api/critical-findings", &[("Authorization", doc_a)]);
+    assert_eq!(open.json().as_array().unwrap().len(), 1, "{}", open.body);
+    let other = get(port, "/api/critical-findings", &[("Authorization", doc_b)]);
+    assert!(other.json().as_array().unwrap().is_empty());
+    assert!(
+        get(port, "/api/portal/studies", &[("Authorization", doc_b)])
+            .json()
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let ack = format!("/api/reports/{report_id}/critical/acknowledge");
+    post(port, neuro, &ack, None).expect(400, "radiologist acknowledges");
+    post(port, doc_b, &ack, None).expect(404, "other clinic acknowledges");
+    let r = post(port, doc_a, &ack, None);
+    r.expect(200, "acknowledge");
+    assert_eq!(r.json()["acknowledged_by"], "doc-a");
+    let portal = get(port, "/api/portal/studies", &[("Authorization", doc_a)]);
+    assert_eq!(portal.json()[0]["state"], "reported");
+    assert!(
+        get(port, "/api/critical-findings", &[("Authorization", doc_a)])
+            .json()
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    get(
+        port,
+        "/api/portal/studies?limit=0",
+        &[("Authorization", doc_a)],
+    )
+    .expect(400, "limit");
+
     // The clinic sees the signed report with the verdict; another clinic does not.
     let r = get(
         port,

@@ -15,6 +15,7 @@
 //! - [`Index::verify_report`] rebuilds what was signed from the database and checks every
 //!   signature against the signer's public key: a changed byte fails.
 
+pub mod critical;
 pub mod signing;
 
 use sqlx::{Any, Row as _, Transaction};
@@ -553,6 +554,7 @@ impl Index {
     pub async fn sign_report(
         &self,
         key: &ReportKey,
+        policy: &crate::worklist::WorklistPolicy,
         report_id: i64,
         user: i64,
         now: i64,
@@ -644,6 +646,14 @@ impl Index {
         });
         event(&mut tx, "report_signed", study_ref, payload.clone(), now).await?;
         if c.critical {
+            critical::record(
+                &mut tx,
+                report_id,
+                report.clinic_id,
+                now,
+                policy.critical_ack,
+            )
+            .await?;
             event(&mut tx, "critical_finding", study_ref, payload, now).await?;
         }
         tx.commit().await?;

@@ -92,6 +92,9 @@ pub struct WorklistPolicy {
     /// "Due soon" when less than this fraction of the turnaround is left.
     pub due_soon_fraction: f64,
     pub lease: Duration,
+    /// How long the originating clinic has to acknowledge a critical finding before it is
+    /// escalated.
+    pub critical_ack: Duration,
 }
 
 impl Default for WorklistPolicy {
@@ -102,6 +105,7 @@ impl Default for WorklistPolicy {
             routine: Duration::from_secs(24 * 3600),
             due_soon_fraction: 0.25,
             lease: Duration::from_secs(10 * 60),
+            critical_ack: Duration::from_secs(60 * 60),
         }
     }
 }

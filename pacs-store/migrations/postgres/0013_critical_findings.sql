@@ -1,0 +1,19 @@
+-- Critical findings (pacs-store/src/reports/critical.rs), PostgreSQL flavour. Keep in step with
+-- ../sqlite/0013_critical_findings.sql. Times are Unix microseconds (UTC).
+-- One row per signed report flagged critical: the ACR's communication documentation —
+-- whom it was sent to (the originating clinic), when, how, who acknowledged and when, and
+-- when it was escalated for want of an acknowledgement.
+
+CREATE TABLE critical_notifications (
+    id                BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    report_id         BIGINT NOT NULL UNIQUE REFERENCES reports(id),
+    clinic_id         BIGINT REFERENCES clinics(id),
+    notified_at       BIGINT NOT NULL,
+    -- how the clinic was told (portal and live feed; later also the pushed report)
+    channel           TEXT NOT NULL,
+    ack_due_at        BIGINT NOT NULL,
+    acknowledged_by   BIGINT REFERENCES users(id),
+    acknowledged_at   BIGINT,
+    escalated_at      BIGINT
+);
+CREATE INDEX critical_notifications_open ON critical_notifications (acknowledged_at, ack_due_at);
