@@ -128,6 +128,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/reports/{id}/sign", post(reports::sign))
         .route("/api/reports/{id}/addenda", post(reports::add_addendum))
         .route("/api/reports/{id}/verify", get(reports::verify))
+        .route("/api/reports/{id}/fhir", get(reports::fhir))
+        .route("/api/reports/{id}/hl7", get(reports::hl7))
         .route("/api/report-templates", get(reports::templates))
         .route("/api/critical-findings", get(reports::critical_findings))
         .route(

@@ -32,7 +32,7 @@ use crate::{admin, auth, reports, studies, worklist};
         reports::save_preliminary, reports::study_reports, reports::save_draft, reports::sign,
         reports::add_addendum, reports::get_one, reports::verify, reports::templates,
         reports::discrepancies, reports::critical_findings, reports::acknowledge_critical,
-        reports::portal_studies,
+        reports::portal_studies, reports::fhir, reports::hl7,
     ),
     modifiers(&Credentials),
     security(("session" = []), ("bearer" = [])),

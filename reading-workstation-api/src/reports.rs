@@ -431,3 +431,99 @@ pub async fn portal_studies(
     caller.audit_read(&state, event).await?;
     Ok(no_store(Json(studies)))
 }
+
+/// The signed report `id` the caller may see, audited as a read; 409 for a draft.
+async fn signed_for_export(
+    state: &ApiState,
+    caller: &Caller,
+    id: i64,
+    form: &str,
+) -> Result<Report, ApiError> {
+    let found = state
+        .archive
+        .index()
+        .visible_report(caller.scope(), id)
+        .await?;
+    let event = caller
+        .event(EventId::InstancesAccessed, Action::Read)
+        .with_detail(format!("report {id} as {form}"));
+    let Some(report) = found else {
+        let event = event.with_outcome(Outcome::MinorFailure, "no such report, or not permitted");
+        caller.audit_read(state, event).await?;
+        return Err(ApiError::not_found("no such report"));
+    };
+    let event = event
+        .with_patient(
+            Some(report.patient_id.clone()),
+            report.issuer_of_patient_id.clone(),
+        )
+        .with_study(Some(report.study_instance_uid.clone()));
+    caller.audit_read(state, event).await?;
+    if report.signed_at.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "the report is a draft: it is exported once signed",
+        ));
+    }
+    Ok(report)
+}
+
+/// `GET /api/reports/{id}/fhir`: the signed report as a FHIR R4 DiagnosticReport.
+#[utoipa::path(get, path = "/api/reports/{id}/fhir", tag = "reports",
+    params(("id" = i64, Path, description = "Report id")),
+    responses((status = 200, description = "application/fhir+json DiagnosticReport"),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn fhir(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let report = signed_for_export(&state, &caller, id, "FHIR").await?;
+    let body = pacs_store::reports::interop::fhir_diagnostic_report(&report)
+        .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "the report is a draft"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/fhir+json; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body.to_string(),
+    )
+        .into_response())
+}
+
+/// `GET /api/reports/{id}/hl7`: the signed report as an HL7 v2.5.1 ORU^R01 message
+/// (segments separated by carriage returns, UTF-8).
+#[utoipa::path(get, path = "/api/reports/{id}/hl7", tag = "reports",
+    params(("id" = i64, Path, description = "Report id")),
+    responses((status = 200, description = "application/hl7-v2 ORU^R01"),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn hl7(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let report = signed_for_export(&state, &caller, id, "HL7 v2").await?;
+    let clinic = match report.clinic_id {
+        Some(cid) => state
+            .archive
+            .index()
+            .list_clinics()
+            .await?
+            .into_iter()
+            .find(|c| c.id == cid)
+            .map(|c| c.name)
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    let message =
+        pacs_store::reports::interop::hl7_oru(&report, "IMAGING CENTRE", &clinic, now_micros())
+            .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "the report is a draft"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/hl7-v2; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        message,
+    )
+        .into_response())
+}

@@ -270,6 +270,41 @@ fn worklist(backend: Backend) {
     )
     .expect(404, "other clinic's report");
     get(port, &format!("/api/reports/{report_id}"), &[]).expect(401, "report without credentials");
+    // FHIR R4 and HL7 v2 renderings, for the clinic's own systems.
+    let r = get(
+        port,
+        &format!("/api/reports/{report_id}/fhir"),
+        &[("Authorization", doc_a)],
+    );
+    r.expect(200, "FHIR");
+    assert!(r.headers("content-type")[0].starts_with("application/fhir+json"));
+    assert_eq!(r.json()["resourceType"], "DiagnosticReport");
+    assert_eq!(r.json()["status"], "final");
+    assert_eq!(r.json()["conclusion"], "Right lower lobe pneumonia.");
+    let r = get(
+        port,
+        &format!("/api/reports/{report_id}/hl7"),
+        &[("Authorization", doc_a)],
+    );
+    r.expect(200, "HL7");
+    assert!(
+        r.body
+            .starts_with("MSH|^~\\&|REGIONAL_PACS|IMAGING CENTRE|Clinic A|"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("\rOBR|1|") && r.body.contains("|RAD|F|"),
+        "{}",
+        r.body
+    );
+    get(
+        port,
+        &format!("/api/reports/{report_id}/hl7"),
+        &[("Authorization", doc_b)],
+    )
+    .expect(404, "other clinic's HL7");
+
     // Anyone can check the signature; `pacs report verify` too.
     let verify_path = format!("/api/reports/{report_id}/verify");
     let r = get(port, &verify_path, &[]);

@@ -16,6 +16,7 @@
 //!   signature against the signer's public key: a changed byte fails.
 
 pub mod critical;
+pub mod interop;
 pub mod signing;
 
 use sqlx::{Any, Row as _, Transaction};
@@ -231,6 +232,9 @@ pub struct Report {
     pub signed_at: Option<i64>,
     pub signer_key_id: Option<String>,
     pub signature: Option<String>,
+    /// As stored (groups joined by `=`); not part of what is signed.
+    pub patient_name: Option<String>,
+    pub issuer_of_patient_id: Option<String>,
     pub addenda: Vec<Addendum>,
 }
 
@@ -287,7 +291,7 @@ pub struct ClinicDiscrepancies {
 const REPORT_COLUMNS: &str = "r.id, r.task_id, s.study_instance_uid, p.patient_id, \
      s.accession_number, s.clinic_id, r.template, u.username, r.state, r.clinical_information, \
      r.technique, r.findings, r.impression, r.agreement, r.agreement_comment, r.critical, \
-     r.signed_at, r.signer_key_id, r.signature";
+     r.signed_at, r.signer_key_id, r.signature, p.patient_name, p.issuer_of_patient_id";
 
 fn report_from(r: &sqlx::any::AnyRow) -> Result<Report> {
     let agreement: Option<String> = r.try_get(13)?;
@@ -313,6 +317,8 @@ fn report_from(r: &sqlx::any::AnyRow) -> Result<Report> {
         signed_at: r.try_get(16)?,
         signer_key_id: r.try_get(17)?,
         signature: r.try_get(18)?,
+        patient_name: r.try_get(19)?,
+        issuer_of_patient_id: r.try_get(20)?,
         addenda: Vec::new(),
     })
 }
