@@ -211,6 +211,10 @@ fn worklist(backend: Backend) {
     )
     .expect(200, "draft with verdict");
     post(port, doc_a, &sign_path, None).expect(403, "clinic user signs");
+    // A radiologist who once had the study cannot sign a task claimed by someone else.
+    let r = post(port, chest, &sign_path, None);
+    r.expect(400, "sign a colleague's claimed task");
+    assert!(r.error().contains("not claimed by you"), "{}", r.body);
     let r = post(port, neuro, &sign_path, None);
     r.expect(200, "sign");
     assert_eq!(r.json()["state"], "final");
