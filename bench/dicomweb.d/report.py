@@ -150,19 +150,18 @@ def main():
         rr = of(kind, server=server) if rep is None else of(kind, server=server, rep=rep)
         return [x for r in rr for x in r["ms"]]
 
-    def first(kind, server):
-        return next(r["first_ms"] for r in of(kind, server=server) if r.get("first_ms") is not None)
+    def first(server):
+        return next(r["first_ms"] for r in of("metadata-cold", server=server))
 
     def lat_ratios(kind):
         return [med(lat(kind, "orthanc", rep)) / med(lat(kind, "pacs", rep)) for rep in range(1, reps + 1)]
     m_p, m_o = lat("metadata", "pacs"), lat("metadata", "orthanc")
-    m_cold_p, m_cold_o = first("metadata", "pacs"), first("metadata", "orthanc")
+    m_cold_p, m_cold_o = first("pacs"), first("orthanc")
     m_rs = lat_ratios("metadata")
     m_p50 = med(m_p)
     m_verdict = ("met" if m_p50 <= 100 else f"**missed**: {ms(m_p50)} vs 100 ms ({short_by(m_p50, 100, False)})")
     m_verdict += " (warm p50)"
-    if m_cold_p > 100:
-        m_verdict += f"; the cold first request took {ms(m_cold_p)}"
+    m_verdict += "; cold " + ("met" if m_cold_p <= 100 else f"**missed**: {ms(m_cold_p)} ({short_by(m_cold_p, 100, False)})")
     if pct(m_p, 0.99) > 100:
         m_verdict += f"; warm p99 {ms(pct(m_p, 0.99))}"
     r_p, r_o = lat("rendered", "pacs"), lat("rendered", "orthanc")
@@ -206,6 +205,11 @@ def main():
     out.extend(shared_rows)
     p("")
 
+    p(f"Metadata: \"cold\" is the first request for the study, made right after it was loaded; pacs's metadata "
+      f"cache was built {meta['meta_cold_built']}. \"Warm\" is {reps} × {meta['meta_runs']} requests after it. "
+      f"Answers: pacs {of('metadata', server='pacs')[0]['bytes']:,} bytes, Orthanc "
+      f"{of('metadata', server='orthanc')[0]['bytes']:,} bytes (Orthanc's JSON is indented).")
+    p("")
     p("Per repetition:")
     p("")
     py = {srv: [r["bytes"] / r["seconds"] / 1e6 for r in of("wado-python", server=srv)] for srv in ("pacs", "orthanc")}
