@@ -3,17 +3,28 @@
 only, as issue 4's benchmark allows). The index must exist (run any `pacs` command with
 PACS_DATA_DIR first) and have a clinic with id 1 (`pacs clinic add`).
 
-    fill_index.py INDEX_DB [STUDIES]     (default 100000; 2 series × 5 instances each)
+    fill_index.py INDEX_DB [STUDIES] [--queries-out FILE]
+        (default 100000 studies; 2 series × 5 instances each)
 
-Names are synthetic Chinese pinyin/hanzi pairs; nothing is real patient data.
+Names are synthetic Chinese pinyin/hanzi pairs (`Wang^Weiming=王^伟明`); nothing is real
+patient data. With --queries-out, FILE gets bench/dicomweb's PatientName queries over
+this index (common, rare and Chinese prefix, exact) with the number of studies each
+matches under pacs's rules (the whole name or any group, case-insensitively).
 """
+import argparse
+import fnmatch
+import json
 import random
 import sqlite3
-import sys
 import time
 
-db = sys.argv[1]
-N = int(sys.argv[2]) if len(sys.argv) > 2 else 100_000
+ap = argparse.ArgumentParser(description="Fills a pacs SQLite index with synthetic studies.")
+ap.add_argument("db")
+ap.add_argument("studies", nargs="?", type=int, default=100_000)
+ap.add_argument("--queries-out")
+args = ap.parse_args()
+db = args.db
+N = args.studies
 random.seed(7)
 c = sqlite3.connect(db)
 c.execute("PRAGMA journal_mode=WAL")
@@ -74,5 +85,16 @@ c.executemany("INSERT INTO instances (id, sop_instance_uid, series_ref, study_re
 c.commit()
 c.execute("ANALYZE")
 c.commit()
+if args.queries_out:
+    def matches(name, pattern):
+        p = pattern.lower()
+        return any(fnmatch.fnmatchcase(v.lower(), p) for v in [name, *name.split("=")])
+    queries = [("common prefix", "Wang*"), ("rare prefix", "wang^wei*"),
+               ("Chinese prefix", "王*"), ("exact", "Wang^Weiming")]
+    names = [p[4] for p in pats]
+    out = [{"label": label, "value": q, "pacs": sum(1 for n in names if matches(n, q)),
+            "orthanc": None} for label, q in queries]
+    with open(args.queries_out, "w", encoding="utf-8") as f:
+        json.dump(out, f, ensure_ascii=False, indent=1)
 print(f"inserted {len(pats)} patients, {len(studies)} studies, {len(series)} series, "
       f"{len(inst)} instances in {time.time() - t:.1f} s")
