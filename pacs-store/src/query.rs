@@ -910,7 +910,14 @@ impl Index {
                 push_condition(&mut sql, *k, m, query.fuzzy);
             }
         }
-        sql.push(" ORDER BY s.first_received_at DESC, s.id DESC");
+        if sql.patients_first {
+            // Sorting the few studies found through their patients: `+ 0` keeps the
+            // planner from walking every study in received order instead, with or
+            // without table statistics.
+            sql.push(" ORDER BY s.first_received_at + 0 DESC, s.id + 0 DESC");
+        } else {
+            sql.push(" ORDER BY s.first_received_at DESC, s.id DESC");
+        }
         match query.level {
             Level::Study => {}
             Level::Series => sql.push(", se.series_number, se.id"),
