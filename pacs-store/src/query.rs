@@ -685,13 +685,16 @@ fn push_name_key_match(
     fuzzy: bool,
 ) {
     // Few matching patients: their studies are found through them (`studies_patient`),
-    // then sorted. Many: the unary `+` keeps the planner from doing that, and it walks the
-    // studies newest first (`studies_received`) until the limit instead.
-    sql.push(if sql.patients_first {
-        "s.patient_ref IN (SELECT k.patient_ref FROM patient_name_keys k WHERE "
+    // then sorted. Many: the studies are walked newest first (`studies_received`) and each
+    // one's patient checked through its own keys (`patient_name_keys_patient`), until the
+    // limit — cheaper than gathering thousands of matching patients first.
+    if sql.patients_first {
+        sql.push("s.patient_ref IN (SELECT k.patient_ref FROM patient_name_keys k WHERE ");
     } else {
-        "+s.patient_ref IN (SELECT k.patient_ref FROM patient_name_keys k WHERE "
-    });
+        sql.push(
+            "EXISTS (SELECT 1 FROM patient_name_keys k WHERE k.patient_ref = s.patient_ref AND ",
+        );
+    }
     push_name_key_condition(sql, kinds, value, wildcard, fuzzy);
     sql.push(")");
 }
