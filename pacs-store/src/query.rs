@@ -802,10 +802,15 @@ fn push_referring_name(sql: &mut Sql, m: &Match, fuzzy: bool) {
     }
 }
 
-/// How many patient-name keys a PatientName match would read, counted up to
-/// [`FEW_NAME_KEYS`]: `None` when the query has no PatientName condition an index answers.
-/// Few keys mean few patients, whose studies are best found through them and then sorted,
-/// rather than by walking all studies newest first until the limit is reached.
+/// Whether a PatientName match reads few enough name keys that its studies are best found
+/// through the matching patients and then sorted, rather than by walking all studies newest
+/// first until the limit (`false` too when there is no PatientName condition an index
+/// answers).
+///
+/// Walking costs about `wanted / density` studies (density: matching patients / patients);
+/// starting from the patients costs about `matching` studies. The first is cheaper when
+/// `matching > sqrt(wanted × patients)`: the keys are counted up to that bound
+/// ([`few_keys_bound`]), so the probe itself stays cheap.
 async fn few_name_keys(index: &Index, query: &Query) -> Result<bool> {
     let Some((_, m)) = query.keys.iter().find(|(k, _)| *k == Key::PatientName) else {
         return Ok(false);
@@ -827,15 +832,25 @@ async fn few_name_keys(index: &Index, query: &Query) -> Result<bool> {
         patients_first: false,
     };
     push_name_key_condition(&mut sql, kinds, part, wildcard, query.fuzzy);
+    let patients: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM patients")
+        .fetch_one(index.pool())
+        .await?
+        .try_get(0)?;
+    let bound = few_keys_bound(query.limit.saturating_add(query.offset), patients);
     sql.push(" LIMIT ");
-    sql.bind(Bind::Int(FEW_NAME_KEYS));
+    sql.bind(Bind::Int(bound));
     sql.push(") t");
     let n: i64 = sql.fetch_one(index).await?.try_get(0)?;
-    Ok(n < FEW_NAME_KEYS)
+    Ok(n < bound)
 }
 
-/// Below this many matching name keys, a name query starts from the patients.
-const FEW_NAME_KEYS: i64 = 2000;
+/// Below this many matching name keys a name query starts from the patients:
+/// `sqrt(wanted × patients)` (the largest patient id stands for the number of patients: an
+/// index lookup, not a count), within 50..=50,000.
+fn few_keys_bound(wanted: i64, patients: i64) -> i64 {
+    let product = (wanted.max(1) as f64) * (patients.max(1) as f64);
+    (product.sqrt() as i64).clamp(50, 50_000)
+}
 
 const STUDY_COLUMNS: &str = "p.patient_id, p.issuer_of_patient_id, p.patient_name, \
      p.birth_date, p.sex, s.study_instance_uid, s.study_date, s.study_time, \
@@ -1062,6 +1077,15 @@ mod tests {
     }
 
     #[test]
+    fn few_keys_bound_grows_with_the_index_and_the_limit() {
+        // 100 wanted of 100,000 patients: about 3,162 keys; of 5,000: about 707.
+        assert_eq!(few_keys_bound(100, 100_000), 3162);
+        assert_eq!(few_keys_bound(100, 5_000), 707);
+        assert_eq!(few_keys_bound(1, 1), 50);
+        assert_eq!(few_keys_bound(i64::MAX, i64::MAX), 50_000);
+    }
+
+    #[test]
     fn like_patterns_escape_like_metacharacters() {
         assert_eq!(like_pattern("W?ng*"), "W_ng%");
         assert_eq!(like_pattern("100%_\\x*"), "100\\%\\_\\\\x%");
@@ -1211,7 +1235,7 @@ mod name_tests {
         }
     }
 
-    /// More "Wang" patients than [`FEW_NAME_KEYS`] counts, so that `Wang*` walks the
+    /// Enough "Wang" patients (for [`few_keys_bound`] with a limit of 10), so that `Wang*` walks the
     /// studies newest first while a rarer name starts from its patients.
     const WANGS: usize = 1100;
 
