@@ -285,11 +285,7 @@ fn summary_from_row(r: &AnyRow) -> Result<StudySummary> {
         study_time: r.try_get(7)?,
         accession_number: r.try_get(8)?,
         study_description: r.try_get(9)?,
-        modalities_in_study: modalities
-            .split('\\')
-            .filter(|m| !m.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        modalities_in_study: crate::index::split_values(Some(&modalities)),
         clinic_name: r.try_get(11)?,
         number_of_series: r.try_get(12)?,
         number_of_instances: r.try_get(13)?,

@@ -1197,41 +1197,6 @@ mod tests {
             .unwrap()
     }
 
-    /// A fresh PostgreSQL database, when the suite provides a server (scripts/test.sh does).
-    async fn postgres_url() -> Option<String> {
-        let Ok(admin) = std::env::var("PACS_TEST_POSTGRES_URL") else {
-            if std::env::var("PACS_TEST_ALLOW_NO_POSTGRES").as_deref() == Ok("1") {
-                eprintln!("SKIPPED: PostgreSQL audit tests (PACS_TEST_ALLOW_NO_POSTGRES=1)");
-                return None;
-            }
-            panic!(
-                "PACS_TEST_POSTGRES_URL is not set: the audit chain's multi-node test needs a real \
-                 PostgreSQL (scripts/test.sh starts one), or set PACS_TEST_ALLOW_NO_POSTGRES=1 to \
-                 skip it on purpose"
-            );
-        };
-        sqlx::any::install_default_drivers();
-        let name = format!("pacs_audit_{}", uuid::Uuid::new_v4().simple());
-        let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
-        pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .unwrap();
-        pool.close().await;
-        Some(format!("{}/{name}", admin.rsplit_once('/').unwrap().0))
-    }
-
-    async fn drop_postgres(url: &str) {
-        let admin = std::env::var("PACS_TEST_POSTGRES_URL").unwrap();
-        let name = url.rsplit('/').next().unwrap();
-        let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
-        let _ = pool
-            .execute(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .await;
-        pool.close().await;
-    }
-
     fn store_event(n: usize) -> AuditEvent {
         AuditEvent::new(
             EventId::InstancesTransferred,
@@ -1615,7 +1580,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_appends_keep_one_chain_postgres() {
-        let Some(url) = postgres_url().await else {
+        let Some(url) = crate::test_postgres::fresh_database("audit chain multi-node").await else {
             return;
         };
         concurrent_appends(&url).await;
@@ -1630,7 +1595,7 @@ mod tests {
         let v = index.verify_audit().await.unwrap();
         assert_eq!(v.problem, Some(AuditProblem::Altered { id: 17 }));
         index.close().await;
-        drop_postgres(&url).await;
+        crate::test_postgres::drop_database(&url).await;
     }
 
     #[test]

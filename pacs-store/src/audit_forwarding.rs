@@ -75,7 +75,6 @@ impl Index {
 mod tests {
     use super::*;
     use crate::audit::{Action, AuditEvent, EventId, roles};
-    use sqlx::Executor;
 
     async fn exercise(index: &Index) {
         assert_eq!(index.last_audit_id().await.unwrap(), 0);
@@ -144,31 +143,12 @@ mod tests {
     /// suite's server).
     #[tokio::test]
     async fn entries_and_cursors_postgres() {
-        let Ok(admin) = std::env::var("PACS_TEST_POSTGRES_URL") else {
-            if std::env::var("PACS_TEST_ALLOW_NO_POSTGRES").as_deref() == Ok("1") {
-                eprintln!("SKIPPED: PostgreSQL forwarding test (PACS_TEST_ALLOW_NO_POSTGRES=1)");
-                return;
-            }
-            panic!(
-                "PACS_TEST_POSTGRES_URL is not set: this test needs a real PostgreSQL \
-                 (scripts/test.sh starts one), or set PACS_TEST_ALLOW_NO_POSTGRES=1 to skip it"
-            );
+        let Some(url) = crate::test_postgres::fresh_database("audit forwarding").await else {
+            return;
         };
-        sqlx::any::install_default_drivers();
-        let name = format!("pacs_fwd_{}", uuid::Uuid::new_v4().simple());
-        let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
-        pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .unwrap();
-        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
         let index = Index::open(&url).await.unwrap();
         exercise(&index).await;
         index.close().await;
-        let _ = pool
-            .execute(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .await;
-        pool.close().await;
+        crate::test_postgres::drop_database(&url).await;
     }
 }

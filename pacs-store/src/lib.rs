@@ -46,6 +46,8 @@ pub mod metadata;
 pub mod objects;
 pub mod query;
 pub mod reports;
+#[cfg(test)]
+mod test_postgres;
 pub mod users;
 pub mod worklist;
 

@@ -31,7 +31,7 @@ use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
 use crate::access::Scope;
-use crate::index::Index;
+use crate::index::{Index, split_values};
 use crate::{Result, StoreError};
 
 /// The level of the entities a query returns.
@@ -966,11 +966,7 @@ fn row_from(r: &AnyRow, level: Level) -> Result<Row> {
         study_id: r.try_get(9)?,
         study_description: r.try_get(10)?,
         referring_physician_name: r.try_get(11)?,
-        modalities_in_study: modalities
-            .split('\\')
-            .filter(|m| !m.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        modalities_in_study: split_values(Some(&modalities)),
         number_of_study_related_series: r.try_get(13)?,
         number_of_study_related_instances: r.try_get(14)?,
         ..Row::default()
@@ -1388,32 +1384,12 @@ mod name_tests {
     /// unless PACS_TEST_ALLOW_NO_POSTGRES=1.
     #[tokio::test(flavor = "multi_thread")]
     async fn name_matching_on_postgres() {
-        use sqlx::Executor;
-        let Ok(admin) = std::env::var("PACS_TEST_POSTGRES_URL") else {
-            if std::env::var("PACS_TEST_ALLOW_NO_POSTGRES").as_deref() == Ok("1") {
-                eprintln!("SKIPPED: PostgreSQL name matching test (PACS_TEST_ALLOW_NO_POSTGRES=1)");
-                return;
-            }
-            panic!(
-                "PACS_TEST_POSTGRES_URL is not set: this test needs a real PostgreSQL \
-                 (scripts/test.sh starts one), or set PACS_TEST_ALLOW_NO_POSTGRES=1 to skip it"
-            );
+        let Some(url) = crate::test_postgres::fresh_database("name matching").await else {
+            return;
         };
-        sqlx::any::install_default_drivers();
-        let name = format!("pacs_names_{}", uuid::Uuid::new_v4().simple());
-        let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
-        pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .unwrap();
-        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
         let index = Index::open(&url).await.unwrap();
         name_matching_contract(&index).await;
         index.close().await;
-        let _ = pool
-            .execute(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .await;
-        pool.close().await;
+        crate::test_postgres::drop_database(&url).await;
     }
 }

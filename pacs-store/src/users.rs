@@ -23,7 +23,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::index::{Index, now_micros};
+use crate::index::{Index, is_unique_violation, now_micros};
 use crate::{Result, StoreError};
 
 // ---------------------------------------------------------------------------------------
@@ -753,10 +753,6 @@ fn user_from_row(r: &AnyRow, subspecialties: Vec<String>) -> Result<User> {
         has_password: has_password != 0,
         created_at: r.try_get(7)?,
     })
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
 impl Index {

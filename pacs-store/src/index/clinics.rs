@@ -437,33 +437,13 @@ mod tests {
     /// audit chain's tests: required unless PACS_TEST_ALLOW_NO_POSTGRES=1.
     #[tokio::test(flavor = "multi_thread")]
     async fn registry_on_postgres() {
-        use sqlx::Executor;
-        let Ok(admin) = std::env::var("PACS_TEST_POSTGRES_URL") else {
-            if std::env::var("PACS_TEST_ALLOW_NO_POSTGRES").as_deref() == Ok("1") {
-                eprintln!("SKIPPED: PostgreSQL AE registry test (PACS_TEST_ALLOW_NO_POSTGRES=1)");
-                return;
-            }
-            panic!(
-                "PACS_TEST_POSTGRES_URL is not set: this test needs a real PostgreSQL \
-                 (scripts/test.sh starts one), or set PACS_TEST_ALLOW_NO_POSTGRES=1 to skip it"
-            );
+        let Some(url) = crate::test_postgres::fresh_database("AE registry").await else {
+            return;
         };
-        sqlx::any::install_default_drivers();
-        let name = format!("pacs_clinics_{}", uuid::Uuid::new_v4().simple());
-        let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
-        pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .unwrap();
-        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
         let index = Index::open(&url).await.unwrap();
         registry_contract(&index).await;
         index.close().await;
-        let _ = pool
-            .execute(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .await;
-        pool.close().await;
+        crate::test_postgres::drop_database(&url).await;
     }
 
     fn ae(s: &str) -> AeTitle {

@@ -152,6 +152,29 @@ impl Index {
     }
 }
 
+/// The values of a multi-valued column the index keeps joined by `\` (modalities in
+/// study, body parts), without empty ones.
+pub(crate) fn split_values(joined: Option<&str>) -> Vec<String> {
+    joined
+        .unwrap_or_default()
+        .split('\\')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether `e` is a unique-constraint violation (SQLite's Any driver does not always say
+/// so through `is_unique_violation`: its message does).
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.is_unique_violation() || d.message().contains("UNIQUE constraint failed")
+        }
+        _ => false,
+    }
+}
+
 /// The URL without its password, for messages.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

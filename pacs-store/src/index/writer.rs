@@ -9,7 +9,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::instances::NewInstance;
-use super::name_keys;
+use super::{is_unique_violation, name_keys};
 use crate::{Result, StoreError};
 
 const MAX_BATCH: usize = 64;
@@ -93,15 +93,6 @@ async fn write_batch(pool: &AnyPool, news: &[&NewInstance]) -> Result<()> {
     }
     tx.commit().await?;
     Ok(())
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(d) => {
-            d.is_unique_violation() || d.message().contains("UNIQUE constraint failed")
-        }
-        _ => false,
-    }
 }
 
 async fn insert_one(tx: &mut Transaction<'static, Any>, n: &NewInstance) -> Result<()> {

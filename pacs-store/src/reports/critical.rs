@@ -116,9 +116,8 @@ impl Index {
         }
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
-            "SELECT n.clinic_id, n.acknowledged_at, s.study_instance_uid FROM critical_notifications n \
-             JOIN reports r ON r.id = n.report_id JOIN studies s ON s.id = r.study_ref \
-             WHERE n.report_id = $1",
+            "SELECT n.clinic_id, n.acknowledged_at, r.study_ref FROM critical_notifications n \
+             JOIN reports r ON r.id = n.report_id WHERE n.report_id = $1",
         )
         .bind(report_id)
         .fetch_optional(&mut *tx)
@@ -140,19 +139,14 @@ impl Index {
             .bind(report_id)
             .execute(&mut *tx)
             .await?;
-            let study: String = row.try_get(2)?;
-            sqlx::query(
-                "INSERT INTO events (kind, study_instance_uid, payload, created_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind("critical_acknowledged")
-            .bind(&study)
-            .bind(
+            super::event(
+                &mut tx,
+                "critical_acknowledged",
+                row.try_get(2)?,
                 serde_json::json!({ "report_id": report_id, "clinic_id": who.clinic_id,
-                    "acknowledged_by": who.username.as_str() })
-                .to_string(),
+                    "acknowledged_by": who.username.as_str() }),
+                now,
             )
-            .bind(now)
-            .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
@@ -252,12 +246,7 @@ impl Index {
                     patient_name: r.try_get(2)?,
                     study_date: r.try_get(3)?,
                     study_description: r.try_get(4)?,
-                    modalities: modalities
-                        .unwrap_or_default()
-                        .split('\\')
-                        .filter(|m| !m.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
+                    modalities: crate::index::split_values(modalities.as_deref()),
                     received_at: r.try_get(6)?,
                     state: r.try_get(7)?,
                     report_id: r.try_get(8)?,

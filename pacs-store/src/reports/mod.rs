@@ -323,6 +323,30 @@ fn report_from(r: &sqlx::any::AnyRow) -> Result<Report> {
     })
 }
 
+/// What the signature of `report` by `signer` with key `key_id` at `signed_at` covers:
+/// the one place that says so, for signing and for verifying.
+fn signed_report_bytes(report: &Report, signer: &str, key_id: &str, signed_at: i64) -> Vec<u8> {
+    let c = &report.content;
+    signing::canonical(&SignedReport {
+        format: signing::REPORT_FORMAT,
+        report_id: report.id,
+        study_instance_uid: &report.study_instance_uid,
+        patient_id: &report.patient_id,
+        accession_number: report.accession_number.as_deref(),
+        template: &report.template,
+        clinical_information: &c.clinical_information,
+        technique: &c.technique,
+        findings: &c.findings,
+        impression: &c.impression,
+        agreement: c.agreement.map(Agreement::as_str),
+        agreement_comment: c.agreement_comment.as_deref(),
+        critical: c.critical,
+        signer,
+        signer_key_id: key_id,
+        signed_at,
+    })
+}
+
 /// The task `task_id` if `user` holds its claim at `now`: (study_ref, state).
 async fn held_task(
     tx: &mut Transaction<'static, Any>,
@@ -486,13 +510,7 @@ impl Index {
                 .bind(study_ref)
                 .fetch_one(&mut *tx)
                 .await?;
-        let list = |s: Option<String>| -> Vec<String> {
-            s.unwrap_or_default()
-                .split('\\')
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-                .collect()
-        };
+        let list = |s: Option<String>| crate::index::split_values(s.as_deref());
         let template = template_for(&list(facts.try_get(0)?), &list(facts.try_get(1)?)).name;
         let existing = sqlx::query("SELECT id, state FROM reports WHERE task_id = $1")
             .bind(task_id)
@@ -599,24 +617,7 @@ impl Index {
         let mut tx = self.begin_write().await?;
         let study_ref = held_task(&mut tx, report.task_id, user, now).await?;
         let c = &report.content;
-        let message = signing::canonical(&SignedReport {
-            format: signing::REPORT_FORMAT,
-            report_id,
-            study_instance_uid: &report.study_instance_uid,
-            patient_id: &report.patient_id,
-            accession_number: report.accession_number.as_deref(),
-            template: &report.template,
-            clinical_information: &c.clinical_information,
-            technique: &c.technique,
-            findings: &c.findings,
-            impression: &c.impression,
-            agreement: c.agreement.map(Agreement::as_str),
-            agreement_comment: c.agreement_comment.as_deref(),
-            critical: c.critical,
-            signer: &signer,
-            signer_key_id: &key_id,
-            signed_at: now,
-        });
+        let message = signed_report_bytes(&report, &signer, &key_id, now);
         let signature = signing::sign(key, user, &sealed, &message)?;
         let n = sqlx::query(
             "UPDATE reports SET state = 'final', author_id = $1, signed_at = $2, signer_key_id = $3, \
@@ -912,25 +913,7 @@ impl Index {
         };
         v.signer = Some(signer.clone());
         v.signer_public_key = Some(public.clone());
-        let c = &report.content;
-        let message = signing::canonical(&SignedReport {
-            format: signing::REPORT_FORMAT,
-            report_id: id,
-            study_instance_uid: &report.study_instance_uid,
-            patient_id: &report.patient_id,
-            accession_number: report.accession_number.as_deref(),
-            template: &report.template,
-            clinical_information: &c.clinical_information,
-            technique: &c.technique,
-            findings: &c.findings,
-            impression: &c.impression,
-            agreement: c.agreement.map(Agreement::as_str),
-            agreement_comment: c.agreement_comment.as_deref(),
-            critical: c.critical,
-            signer: &report.author,
-            signer_key_id: key_id,
-            signed_at,
-        });
+        let message = signed_report_bytes(&report, &report.author, key_id, signed_at);
         let mut valid = signer == report.author && signing::verify(&public, &message, signature);
         if !valid {
             v.problem = Some("the report's signature does not match what is stored".into());

@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use sqlx::{Any, Row as _, Transaction};
 
-use crate::index::Index;
+use crate::index::{Index, split_values};
 use crate::{Result, StoreError};
 
 pub use rules::{ReadingProfile, RoutingRule, Shift};
@@ -825,12 +825,7 @@ impl Index {
                     patient_name: r.try_get(7)?,
                     study_date: r.try_get(8)?,
                     study_description: r.try_get(9)?,
-                    modalities: modalities
-                        .unwrap_or_default()
-                        .split('\\')
-                        .filter(|m| !m.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
+                    modalities: split_values(modalities.as_deref()),
                     clinic: r.try_get(11)?,
                     assigned_to: r.try_get(12)?,
                     claimed_by: r.try_get(13)?,
@@ -934,14 +929,7 @@ async fn study_facts(tx: &mut Transaction<'static, Any>, uid: &str) -> Result<Op
     .fetch_optional(&mut **tx)
     .await?;
     let Some(r) = row else { return Ok(None) };
-    let list = |s: Option<String>| -> Vec<String> {
-        s.unwrap_or_default()
-            .split('\\')
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned)
-            .collect()
-    };
+    let list = |s: Option<String>| split_values(s.as_deref());
     let requested: Option<String> = r.try_get(5)?;
     Ok(Some(StudyFacts {
         id: r.try_get(0)?,
@@ -960,7 +948,7 @@ async fn routing_rules(tx: &mut Transaction<'static, Any>) -> Result<Vec<Rule>> 
     )
     .fetch_all(&mut **tx)
     .await?;
-    let blank = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    let blank = |v: Option<String>| rules::blank_to_none(&v);
     rows.iter()
         .map(|r| {
             Ok(Rule {

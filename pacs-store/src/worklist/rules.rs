@@ -4,7 +4,7 @@
 use sqlx::Row as _;
 
 use super::Priority;
-use crate::index::Index;
+use crate::index::{Index, is_unique_violation};
 use crate::{Result, StoreError};
 
 /// A routing rule as administrators see and write it. Empty conditions match anything.
@@ -91,7 +91,7 @@ impl RoutingRule {
     }
 }
 
-fn blank_to_none(v: &Option<String>) -> Option<String> {
+pub(super) fn blank_to_none(v: &Option<String>) -> Option<String> {
     v.as_deref()
         .map(str::trim)
         .filter(|v| !v.is_empty())
@@ -121,11 +121,6 @@ pub struct Shift {
 }
 
 const WEEK_MINUTES: i64 = 7 * 24 * 60;
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d)
-        if d.is_unique_violation() || d.message().contains("UNIQUE constraint failed"))
-}
 
 impl Index {
     /// The routing rules, in the order they are tried.
