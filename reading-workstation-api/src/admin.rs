@@ -29,7 +29,7 @@ use pacs_store::query::is_uid;
 const CHANNEL: &str = "HTTP admin API";
 
 /// Checks the caller may administer, and gives the audited administration of the store.
-async fn admin<'a>(state: &'a ApiState, caller: &Caller) -> Result<Admin<'a>, ApiError> {
+pub(crate) async fn admin<'a>(state: &'a ApiState, caller: &Caller) -> Result<Admin<'a>, ApiError> {
     caller.require(state, Capability::Administer).await?;
     Ok(state
         .archive
@@ -41,7 +41,7 @@ fn username(raw: &str) -> Result<Username, ApiError> {
     Username::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(crate) fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     b.map(|Json(t)| t).map_err(ApiError::from)
 }
 

@@ -153,6 +153,17 @@ impl From<JsonRejection> for ApiError {
 /// words (they name what the caller asked for, never internals; patient data is never
 /// answered through them — a study the caller may not see is `None`, not an error);
 /// anything else is internal.
+/// Checks the paging parameters of a listing: `limit` 1–1000, `offset` not negative.
+pub fn check_page(limit: Option<i64>, offset: Option<i64>) -> Result<(), ApiError> {
+    if limit.is_some_and(|l| !(1..=1000).contains(&l)) {
+        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
+    }
+    if offset.is_some_and(|o| o < 0) {
+        return Err(ApiError::bad_request("offset must not be negative"));
+    }
+    Ok(())
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

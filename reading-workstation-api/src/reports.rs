@@ -27,12 +27,9 @@ use pacs_store::reports::{
 };
 
 use crate::ApiState;
+use crate::admin::body;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    b.map(|Json(t)| t).map_err(ApiError::from)
-}
 
 fn no_store(r: impl IntoResponse) -> Response {
     ([(header::CACHE_CONTROL, "no-store")], r).into_response()
@@ -275,6 +272,18 @@ pub async fn get_one(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
+    let report = read_report(&state, &caller, id, format!("report {id}")).await?;
+    Ok(no_store(Json(report)))
+}
+
+/// Report `id` if the caller may see it, audited as a read (110103, with `detail`) before
+/// it is answered; a refused or unknown report is audited as a minor failure.
+async fn read_report(
+    state: &ApiState,
+    caller: &Caller,
+    id: i64,
+    detail: String,
+) -> Result<Report, ApiError> {
     let found = state
         .archive
         .index()
@@ -282,17 +291,20 @@ pub async fn get_one(
         .await?;
     let event = caller
         .event(EventId::InstancesAccessed, Action::Read)
-        .with_detail(format!("report {id}"));
+        .with_detail(detail);
     let Some(report) = found else {
         let event = event.with_outcome(Outcome::MinorFailure, "no such report, or not permitted");
-        caller.audit_read(&state, event).await?;
+        caller.audit_read(state, event).await?;
         return Err(ApiError::not_found("no such report"));
     };
     let event = event
-        .with_patient(Some(report.patient_id.clone()), None)
+        .with_patient(
+            Some(report.patient_id.clone()),
+            report.issuer_of_patient_id.clone(),
+        )
         .with_study(Some(report.study_instance_uid.clone()));
-    caller.audit_read(&state, event).await?;
-    Ok(no_store(Json(report)))
+    caller.audit_read(state, event).await?;
+    Ok(report)
 }
 
 /// `GET /api/reports/{id}/verify`: public — whether the report's and its addenda's
@@ -410,12 +422,7 @@ pub async fn portal_studies(
     params: Result<axum::extract::Query<PortalParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let axum::extract::Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    if p.limit.is_some_and(|l| !(1..=1000).contains(&l)) {
-        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
-    }
-    if p.offset.is_some_and(|o| o < 0) {
-        return Err(ApiError::bad_request("offset must not be negative"));
-    }
+    crate::error::check_page(p.limit, p.offset)?;
     let studies = state
         .archive
         .index()
@@ -439,26 +446,7 @@ async fn signed_for_export(
     id: i64,
     form: &str,
 ) -> Result<Report, ApiError> {
-    let found = state
-        .archive
-        .index()
-        .visible_report(caller.scope(), id)
-        .await?;
-    let event = caller
-        .event(EventId::InstancesAccessed, Action::Read)
-        .with_detail(format!("report {id} as {form}"));
-    let Some(report) = found else {
-        let event = event.with_outcome(Outcome::MinorFailure, "no such report, or not permitted");
-        caller.audit_read(state, event).await?;
-        return Err(ApiError::not_found("no such report"));
-    };
-    let event = event
-        .with_patient(
-            Some(report.patient_id.clone()),
-            report.issuer_of_patient_id.clone(),
-        )
-        .with_study(Some(report.study_instance_uid.clone()));
-    caller.audit_read(state, event).await?;
+    let report = read_report(state, caller, id, format!("report {id} as {form}")).await?;
     if report.signed_at.is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

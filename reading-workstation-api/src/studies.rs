@@ -70,12 +70,7 @@ pub async fn list(
             )));
         }
     }
-    if q.limit.is_some_and(|l| !(1..=1000).contains(&l)) {
-        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
-    }
-    if q.offset.is_some_and(|o| o < 0) {
-        return Err(ApiError::bad_request("offset must not be negative"));
-    }
+    crate::error::check_page(q.limit, q.offset)?;
     let filter = StudyFilter {
         patient_id: q.patient_id.clone(),
         accession_number: q.accession_number.clone(),

@@ -15,7 +15,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use pacs_store::access::Capability;
-use pacs_store::admin::{Actor, Admin};
 use pacs_store::audit::{Action, EventId};
 use pacs_store::index::now_micros;
 use pacs_store::users::Username;
@@ -24,10 +23,9 @@ use pacs_store::worklist::{
 };
 
 use crate::ApiState;
+use crate::admin::{admin, body};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-
-const CHANNEL: &str = "HTTP admin API";
 
 /// Query parameters of `GET /api/worklist`.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
@@ -106,12 +104,7 @@ pub async fn list(
         ),
         None => None,
     };
-    if p.limit.is_some_and(|l| !(1..=1000).contains(&l)) {
-        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
-    }
-    if p.offset.is_some_and(|o| o < 0) {
-        return Err(ApiError::bad_request("offset must not be negative"));
-    }
+    crate::error::check_page(p.limit, p.offset)?;
     let index = state.archive.index();
     let clinic_id = match p.clinic.as_deref() {
         Some(name) => Some(
@@ -256,18 +249,6 @@ async fn username_of(state: &ApiState, user_id: i64) -> String {
         Ok(Some(name)) => name,
         _ => "another radiologist".into(),
     }
-}
-
-async fn admin<'a>(state: &'a ApiState, caller: &Caller) -> Result<Admin<'a>, ApiError> {
-    caller.require(state, Capability::Administer).await?;
-    Ok(state
-        .archive
-        .index()
-        .admin(Actor::user(&caller.principal, caller.ip), CHANNEL))
-}
-
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    b.map(|Json(t)| t).map_err(ApiError::from)
 }
 
 /// The body of `POST /api/admin/worklist/tasks/{id}/reassign`.

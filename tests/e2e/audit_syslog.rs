@@ -268,15 +268,6 @@ impl Drop for Rsyslog {
     }
 }
 
-/// A free port on 127.0.0.1 (bound, read, released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One received line: `<PRI>VERSION TIMESTAMP HOSTNAME APP PROCID MSGID SD MSG`.
 #[derive(Debug, Clone)]
 struct Message {

@@ -305,10 +305,7 @@ fn c_get(backend: Backend) {
         "Clinic A",
         &dir.display().to_string(),
     ]);
-    let ct: Vec<PathBuf> = sample_files()
-        .into_iter()
-        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("ct_"))
-        .collect();
+    let ct: Vec<PathBuf> = ct_sample_files();
     let study = identity(&ct[0]).0;
     let server = archive.start();
     let port = server.dicom_port;
@@ -401,11 +398,7 @@ struct Workstation {
 
 impl Workstation {
     fn start(aet: &str) -> Workstation {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let child = dcmtk("storescp")
             .args(["-aet", aet, "-od"])
@@ -466,18 +459,7 @@ fn c_move(backend: Backend) {
         ("Clinic A", "CLINIC_A_WS", &ws_a),
         ("Clinic B", "CLINIC_B_WS", &ws_b),
     ] {
-        archive.pacs_ok(&[
-            "clinic",
-            "add",
-            "--name",
-            clinic,
-            "--ae-title",
-            ae,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &ws.port.to_string(),
-        ]);
+        archive.add_destination(clinic, ae, ws.port);
     }
     let dir = sample_dir();
     archive.pacs_ok(&[
@@ -487,10 +469,7 @@ fn c_move(backend: Backend) {
         "Clinic A",
         &dir.display().to_string(),
     ]);
-    let ct: Vec<PathBuf> = sample_files()
-        .into_iter()
-        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("ct_"))
-        .collect();
+    let ct: Vec<PathBuf> = ct_sample_files();
     let study = identity(&ct[0]).0;
     let server = archive.start();
     let port = server.dicom_port;
@@ -589,23 +568,8 @@ fn retrieve_cancel(
 fn c_move_and_c_get_cancel(backend: Backend) {
     let archive = TestArchive::new(backend);
     archive.add_clinic("Clinic A", "CLINIC_A_AE", None);
-    let dest_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    archive.pacs_ok(&[
-        "clinic",
-        "add",
-        "--name",
-        "Clinic A",
-        "--ae-title",
-        "SLOW_WS",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &dest_port.to_string(),
-    ]);
+    let dest_port = free_port();
+    archive.add_destination("Clinic A", "SLOW_WS", dest_port);
     let dir = sample_dir();
     archive.pacs_ok(&[
         "import",
@@ -614,10 +578,7 @@ fn c_move_and_c_get_cancel(backend: Backend) {
         "Clinic A",
         &dir.display().to_string(),
     ]);
-    let ct: Vec<PathBuf> = sample_files()
-        .into_iter()
-        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("ct_"))
-        .collect();
+    let ct: Vec<PathBuf> = ct_sample_files();
     assert!(ct.len() >= 3, "the CT sample study has {} slices", ct.len());
     let study = identity(&ct[0]).0;
     let server = archive.start();

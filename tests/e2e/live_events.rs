@@ -83,10 +83,7 @@ fn live_events(backend: Backend) {
     let [admin, chest, neuro, doc_a, doc_b] = [0, 1, 2, 3, 4].map(|i| tokens[i].clone());
     let server = archive.start();
     let (port, dicom_port) = (server.http_port, server.dicom_port);
-    let ct: Vec<_> = sample_files()
-        .into_iter()
-        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("ct_"))
-        .collect();
+    let ct: Vec<_> = ct_sample_files();
     let study = file_attrs(&ct[0]).1.study_instance_uid;
 
     runtime().block_on(async move {

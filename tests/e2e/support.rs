@@ -89,6 +89,23 @@ pub fn sample_files() -> Vec<PathBuf> {
     v
 }
 
+/// The sample CT study's files (`ct_*.dcm`, sorted).
+pub fn ct_sample_files() -> Vec<PathBuf> {
+    sample_files()
+        .into_iter()
+        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("ct_"))
+        .collect()
+}
+
+/// A free TCP port on the loopback interface (for a peer to listen on).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// One row of sample-dicom/files/MANIFEST.tsv.
 #[derive(Debug, Clone)]
 pub struct ManifestRow {
@@ -317,6 +334,23 @@ impl TestArchive {
             args.extend(["--host", h]);
         }
         self.pacs_ok(&args);
+    }
+
+    /// Registers `ae` for `clinic` as a destination listening on 127.0.0.1:`port` (C-MOVE).
+    pub fn add_destination(&self, clinic: &str, ae: &str, port: u16) {
+        let port = port.to_string();
+        self.pacs_ok(&[
+            "clinic",
+            "add",
+            "--name",
+            clinic,
+            "--ae-title",
+            ae,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+        ]);
     }
 
     /// `pacs stats --json`.

@@ -71,10 +71,7 @@ fn worklist(backend: Backend) {
     let port = server.http_port;
 
     // A township CT room sends a chest CT.
-    let ct: Vec<_> = sample_files()
-        .into_iter()
-        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("ct_"))
-        .collect();
+    let ct: Vec<_> = ct_sample_files();
     let run = pynetdicom_store(server.dicom_port, "CLINIC_A_AE", &ct, &[]);
     assert!(
         run.results.len() == ct.len() && run.results.iter().all(|r| r.status == Some(0)),
@@ -509,10 +506,7 @@ fn claim_race_two_nodes(backend: Backend) {
     let [admin, chest, neuro] = [0, 1, 2].map(|i| tokens[i].as_str());
     let one = archive.start();
     let two = archive.start();
-    let ct: Vec<_> = sample_files()
-        .into_iter()
-        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("ct_"))
-        .collect();
+    let ct: Vec<_> = ct_sample_files();
     let run = pynetdicom_store(one.dicom_port, "CLINIC_A_AE", &ct, &[]);
     assert!(
         run.results.iter().all(|r| r.status == Some(0)),
