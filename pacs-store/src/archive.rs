@@ -39,6 +39,10 @@ pub struct Source {
     pub ae_title: Option<String>,
     /// The user who uploaded it over HTTP (STOW-RS): (username, role).
     pub uploader: Option<(String, String)>,
+    /// Made by this archive (a signed report's SR and PDF): joins its study without
+    /// reopening it, so it starts no quiet period and no `study_updated` event (which
+    /// would ask for an addendum review of the report it carries).
+    pub archive_authored: bool,
 }
 
 /// What the sender declared about the object (the C-STORE command, or the file meta).
@@ -335,6 +339,7 @@ impl Archive {
             clinic_name: source.clinic_name.clone(),
             source_ae: source.ae_title.clone(),
             received_at: now_micros(),
+            archive_authored: source.archive_authored,
         };
         match self.index.insert_instance(new).await {
             Ok(()) => {
@@ -431,41 +436,69 @@ impl Archive {
         let path = path.to_owned();
         let this = self.clone();
         let staged = tokio::task::spawn_blocking(move || -> Result<StagedObject, IngestError> {
-            let mut f = File::open(&path).map_err(|e| StoreError::io("cannot open", &path, e))?;
-            let meta = header::read_file_meta(&mut BufReader::new(&mut f))
-                .map_err(IngestError::CannotUnderstand)?;
-            f.seek(SeekFrom::Start(0))
-                .map_err(|e| StoreError::io("cannot read", &path, e))?;
-            let mut head = vec![0u8; meta.dataset_offset as usize];
-            f.read_exact(&mut head)
-                .map_err(|e| StoreError::io("cannot read", &path, e))?;
-            // The preamble is free-form and has carried executables (PE/ELF polyglots,
-            // CVE-2019-11687): it is not part of the data set, so it is stored zeroed.
-            head[..128].fill(0);
-            let mut staged = this.stage_with_head(
-                &head,
-                Declared {
-                    sop_class_uid: meta.media_storage_sop_class_uid.clone(),
-                    sop_instance_uid: meta.media_storage_sop_instance_uid.clone(),
-                    transfer_syntax_uid: meta.transfer_syntax_uid.clone(),
-                    study_instance_uid: None,
-                },
-            )?;
-            let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                let n = f
-                    .read(&mut buf)
-                    .map_err(|e| StoreError::io("cannot read", &path, e))?;
-                if n == 0 {
-                    break;
-                }
-                staged.write_dataset(&buf[..n])?;
-            }
-            Ok(staged)
+            let f = File::open(&path).map_err(|e| StoreError::io("cannot open", &path, e))?;
+            this.stage_part10(f, &path)
         })
         .await
         .map_err(|e| StoreError::Invalid(format!("import task failed: {e}")))??;
         self.ingest_via(staged, source, Channel::Files).await
+    }
+
+    /// Archives a DICOM Part 10 object this archive made (a report's SR or PDF), as
+    /// [`Archive::import_file`] does a file.
+    pub async fn import_bytes(
+        &self,
+        bytes: Vec<u8>,
+        source: &Source,
+    ) -> Result<IngestOutcome, IngestError> {
+        let this = self.clone();
+        let staged = tokio::task::spawn_blocking(move || {
+            this.stage_part10(
+                std::io::Cursor::new(bytes),
+                Path::new("(made by the archive)"),
+            )
+        })
+        .await
+        .map_err(|e| StoreError::Invalid(format!("import task failed: {e}")))??;
+        self.ingest_via(staged, source, Channel::Files).await
+    }
+
+    /// Stages a Part 10 stream (`name` for messages), preamble zeroed.
+    fn stage_part10<R: Read + Seek>(
+        &self,
+        mut f: R,
+        name: &Path,
+    ) -> Result<StagedObject, IngestError> {
+        let meta = header::read_file_meta(&mut BufReader::new(&mut f))
+            .map_err(IngestError::CannotUnderstand)?;
+        f.seek(SeekFrom::Start(0))
+            .map_err(|e| StoreError::io("cannot read", name, e))?;
+        let mut head = vec![0u8; meta.dataset_offset as usize];
+        f.read_exact(&mut head)
+            .map_err(|e| StoreError::io("cannot read", name, e))?;
+        // The preamble is free-form and has carried executables (PE/ELF polyglots,
+        // CVE-2019-11687): it is not part of the data set, so it is stored zeroed.
+        head[..128].fill(0);
+        let mut staged = self.stage_with_head(
+            &head,
+            Declared {
+                sop_class_uid: meta.media_storage_sop_class_uid.clone(),
+                sop_instance_uid: meta.media_storage_sop_instance_uid.clone(),
+                transfer_syntax_uid: meta.transfer_syntax_uid.clone(),
+                study_instance_uid: None,
+            },
+        )?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = f
+                .read(&mut buf)
+                .map_err(|e| StoreError::io("cannot read", name, e))?;
+            if n == 0 {
+                break;
+            }
+            staged.write_dataset(&buf[..n])?;
+        }
+        Ok(staged)
     }
 }
 

@@ -1000,6 +1000,10 @@ pub struct AuditFilter {
     /// Unix µs, inclusive.
     pub until: Option<i64>,
     pub event_id: Option<EventId>,
+    /// Study Instance UID (exact).
+    pub study: Option<String>,
+    /// Only entries with an id below this one (the next page of a search, older entries).
+    pub before: Option<i64>,
     /// At most this many (the most recent); default 100, at most 10 000.
     pub limit: Option<i64>,
 }
@@ -1016,13 +1020,16 @@ impl Index {
                 audit_columns!(),
                 " FROM audit_log WHERE patient_id = $1 AND ($2 IS NULL OR user_id = $2) \
                  AND ($3 IS NULL OR occurred_at >= $3) AND ($4 IS NULL OR occurred_at <= $4) \
-                 AND ($5 IS NULL OR event_id = $5) ORDER BY id DESC LIMIT $6"
+                 AND ($5 IS NULL OR event_id = $5) AND ($6 IS NULL OR study_instance_uid = $6) \
+                 AND ($7 IS NULL OR id < $7) ORDER BY id DESC LIMIT $8"
             ))
             .bind(patient)
             .bind(&filter.user)
             .bind(filter.since)
             .bind(filter.until)
             .bind(event)
+            .bind(&filter.study)
+            .bind(filter.before)
             .bind(limit)
             .fetch_all(self.pool())
             .await?
@@ -1032,12 +1039,15 @@ impl Index {
                 audit_columns!(),
                 " FROM audit_log WHERE user_id = $1 \
                  AND ($2 IS NULL OR occurred_at >= $2) AND ($3 IS NULL OR occurred_at <= $3) \
-                 AND ($4 IS NULL OR event_id = $4) ORDER BY id DESC LIMIT $5"
+                 AND ($4 IS NULL OR event_id = $4) AND ($5 IS NULL OR study_instance_uid = $5) \
+                 AND ($6 IS NULL OR id < $6) ORDER BY id DESC LIMIT $7"
             ))
             .bind(user)
             .bind(filter.since)
             .bind(filter.until)
             .bind(event)
+            .bind(&filter.study)
+            .bind(filter.before)
             .bind(limit)
             .fetch_all(self.pool())
             .await?
@@ -1047,11 +1057,14 @@ impl Index {
                 audit_columns!(),
                 " FROM audit_log WHERE ($1 IS NULL OR occurred_at >= $1) \
                  AND ($2 IS NULL OR occurred_at <= $2) \
-                 AND ($3 IS NULL OR event_id = $3) ORDER BY id DESC LIMIT $4"
+                 AND ($3 IS NULL OR event_id = $3) AND ($4 IS NULL OR study_instance_uid = $4) \
+                 AND ($5 IS NULL OR id < $5) ORDER BY id DESC LIMIT $6"
             ))
             .bind(filter.since)
             .bind(filter.until)
             .bind(event)
+            .bind(&filter.study)
+            .bind(filter.before)
             .bind(limit)
             .fetch_all(self.pool())
             .await?
@@ -1171,7 +1184,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -1525,6 +1538,34 @@ mod tests {
         })
         .await;
         assert_eq!(recent.len(), 9);
+        let study1 = search(AuditFilter {
+            study: Some("1.2.826.0.1.3680043.2.1125.1".into()),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(
+            study1.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![2, 4, 6, 8]
+        );
+        let p1_study1 = search(AuditFilter {
+            patient: Some("P-1".into()),
+            study: Some("1.2.826.0.1.3680043.2.1125.1".into()),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(
+            p1_study1.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![2, 8]
+        );
+        // Paging: the next page holds the older entries, below the first id shown.
+        let p1_older = search(AuditFilter {
+            patient: Some("P-1".into()),
+            limit: Some(2),
+            before: Some(5),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(p1_older.iter().map(|r| r.id).collect::<Vec<_>>(), vec![2]);
         let none = search(AuditFilter {
             patient: Some("P-1".into()),
             event_id: Some(EventId::Import),

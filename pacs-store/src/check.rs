@@ -159,6 +159,7 @@ async fn reindex_orphan(
             clinic_name: Some(reg.clinic_name),
             ae_title: Some(ae.to_string()),
             uploader: None,
+            archive_authored: false,
         };
     }
     let outcome = archive.import_file(&tmp, &source).await;

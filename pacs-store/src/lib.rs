@@ -25,6 +25,8 @@
 //! - [`reports`]: preliminary impressions, drafts, Ed25519-signed reports and addenda,
 //!   verification, discrepancy rates.
 //! - [`live_events`]: outbox events for the live feed, each with its audience.
+//! - [`dashboard`]: the administrators' dashboard (studies per clinic per day, turnaround
+//!   percentiles, backlog, overdue, discrepancy rates).
 //! - [`admin`]: audited administration (users, tokens, assignments) for the CLI and the API.
 //! - [`ae_title`]: the [`ae_title::AeTitle`] newtype; [`error`]: [`StoreError`].
 
@@ -38,6 +40,7 @@ pub mod audit_message;
 pub mod charset;
 pub mod check;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod header;
 pub mod index;

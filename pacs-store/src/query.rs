@@ -1228,6 +1228,7 @@ mod name_tests {
             clinic_name: Some("NAMES".into()),
             source_ae: None,
             received_at,
+            archive_authored: false,
         }
     }
 

@@ -1164,6 +1164,35 @@ impl Index {
     }
 
     async fn verify_token_at(&self, secret: &str, now: i64) -> Result<Principal, AuthFailure> {
+        let (id, principal) = self.valid_token_at(secret, now).await?;
+        sqlx::query(
+            "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 \
+             AND (last_used_at IS NULL OR last_used_at < $3)",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(now - micros(TOKEN_LAST_USED_GRANULARITY))
+        .execute(self.pool())
+        .await?;
+        Ok(principal)
+    }
+
+    /// Whether a bearer token accepted earlier still holds (not revoked, not expired, its
+    /// owner not disabled), with the same answers as [`Index::verify_token`] but without
+    /// recording a use: for connections that outlive the request that opened them (the live
+    /// feed's websockets), re-checked every few seconds.
+    pub async fn recheck_token(&self, secret: &str) -> Result<Principal, AuthFailure> {
+        self.valid_token_at(secret, now_micros())
+            .await
+            .map(|(_, p)| p)
+    }
+
+    /// The token's id and owner, if the token holds at `now`.
+    async fn valid_token_at(
+        &self,
+        secret: &str,
+        now: i64,
+    ) -> Result<(i64, Principal), AuthFailure> {
         let Some(bytes) = secret.strip_prefix(TOKEN_PREFIX).and_then(decode_secret) else {
             return Err(AuthFailure::BadCredentials);
         };
@@ -1186,17 +1215,7 @@ impl Index {
         if expires_at.is_some_and(|e| e <= now) {
             return Err(AuthFailure::Expired);
         }
-        let principal = self.principal(user_id).await?;
-        sqlx::query(
-            "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 \
-             AND (last_used_at IS NULL OR last_used_at < $3)",
-        )
-        .bind(now)
-        .bind(id)
-        .bind(now - micros(TOKEN_LAST_USED_GRANULARITY))
-        .execute(self.pool())
-        .await?;
-        Ok(principal)
+        Ok((id, self.principal(user_id).await?))
     }
 
     /// Revokes a token for good. Revoking it again is not an error.
@@ -1250,6 +1269,14 @@ impl Index {
 /// minute), not on every request; the idle expiry is that much early at worst.
 fn touch_granularity(idle: i64) -> i64 {
     (idle / 10).min(60_000_000)
+}
+
+/// A session that holds, as found by its secret.
+struct ValidSession {
+    id: i64,
+    /// Its idle timeout, microseconds.
+    idle: i64,
+    principal: Principal,
 }
 
 impl Index {
@@ -1319,6 +1346,37 @@ impl Index {
         secret: &str,
         now: i64,
     ) -> Result<(Principal, String), AuthFailure> {
+        let (session, bytes) = self.valid_session_at(secret, now).await?;
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $3")
+            .bind(now)
+            .bind(session.id)
+            .bind(now - touch_granularity(session.idle))
+            .execute(self.pool())
+            .await?;
+        Ok((session.principal, csrf_token(&bytes)))
+    }
+
+    /// Whether a session accepted earlier still holds (not logged out, within its absolute
+    /// and idle limits, its user not disabled), with the same answers as
+    /// [`Index::session_principal`] but without marking the session as used: an open
+    /// connection (the live feed's websocket) is not activity, and re-checking it every few
+    /// seconds must not keep an idle session alive.
+    pub async fn recheck_session(&self, secret: &str) -> Result<Principal, AuthFailure> {
+        self.recheck_session_at(secret, now_micros()).await
+    }
+
+    async fn recheck_session_at(&self, secret: &str, now: i64) -> Result<Principal, AuthFailure> {
+        self.valid_session_at(secret, now)
+            .await
+            .map(|(s, _)| s.principal)
+    }
+
+    /// The session of `secret` (and the secret's bytes), if it holds at `now`.
+    async fn valid_session_at(
+        &self,
+        secret: &str,
+        now: i64,
+    ) -> Result<(ValidSession, [u8; SECRET_BYTES]), AuthFailure> {
         let Some(bytes) = decode_secret(secret) else {
             return Err(AuthFailure::BadCredentials);
         };
@@ -1345,13 +1403,14 @@ impl Index {
             return Err(AuthFailure::Expired);
         }
         let principal = self.principal(user_id).await?;
-        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $3")
-            .bind(now)
-            .bind(id)
-            .bind(now - touch_granularity(idle))
-            .execute(self.pool())
-            .await?;
-        Ok((principal, csrf_token(&bytes)))
+        Ok((
+            ValidSession {
+                id,
+                idle,
+                principal,
+            },
+            bytes,
+        ))
     }
 
     /// Ends a session (logout). Unknown or malformed secrets are ignored: logging out twice
@@ -1984,6 +2043,10 @@ mod tests {
             Err(AuthFailure::Disabled)
         ));
         assert!(matches!(
+            index.recheck_token(&t.secret).await,
+            Err(AuthFailure::Disabled)
+        ));
+        assert!(matches!(
             index.create_token(&name("bridge"), "", None).await,
             Err(StoreError::Invalid(_))
         ));
@@ -2007,8 +2070,22 @@ mod tests {
             Err(AuthFailure::Expired)
         ));
 
+        // Re-checking records no use.
+        let fresh = index
+            .create_token(&name("bridge"), "watched", None)
+            .await
+            .unwrap();
+        assert!(index.recheck_token(&fresh.secret).await.is_ok());
+        let tokens = index.list_tokens(&name("bridge")).await.unwrap();
+        let fresh_info = tokens.iter().find(|i| i.id == fresh.id).unwrap();
+        assert_eq!(fresh_info.last_used_at, None);
+
         // Revocation.
         index.revoke_token(t.id).await.unwrap();
+        assert!(matches!(
+            index.recheck_token(&t.secret).await,
+            Err(AuthFailure::BadCredentials)
+        ));
         index.revoke_token(t.id).await.unwrap();
         assert!(matches!(
             index.verify_token(&t.secret).await,
@@ -2080,6 +2157,26 @@ mod tests {
                 .await,
             Err(AuthFailure::Expired)
         ));
+        // Re-checking (an open websocket) is not activity: it answers like a request but
+        // does not keep an idle session alive.
+        let watched = index.create_session_at(u.id, ttl, now).await.unwrap();
+        for m in [3, 6, 9] {
+            let p = index
+                .recheck_session_at(&watched.secret, now + m * MINUTE)
+                .await
+                .unwrap();
+            assert_eq!(p.user_id, u.id);
+        }
+        assert!(matches!(
+            index
+                .recheck_session_at(&watched.secret, now + 11 * MINUTE)
+                .await,
+            Err(AuthFailure::Expired)
+        ));
+        assert!(matches!(
+            index.recheck_session_at(&s.secret, now + 61 * MINUTE).await,
+            Err(AuthFailure::Expired)
+        ));
         // Idle for longer than the idle limit.
         let idle = index.create_session_at(u.id, ttl, now).await.unwrap();
         assert!(matches!(
@@ -2093,6 +2190,10 @@ mod tests {
         let s2 = index.create_session(u.id, ttl).await.unwrap();
         assert!(index.session_principal(&s2.secret).await.is_ok());
         index.revoke_session(&s2.secret).await.unwrap();
+        assert!(matches!(
+            index.recheck_session(&s2.secret).await,
+            Err(AuthFailure::BadCredentials)
+        ));
         index.revoke_session(&s2.secret).await.unwrap();
         index.revoke_session("not a session").await.unwrap();
         assert!(matches!(

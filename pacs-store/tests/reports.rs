@@ -9,6 +9,9 @@ use common::*;
 use pacs_store::StoreError;
 use pacs_store::access::Scope;
 use pacs_store::index::{Index, now_micros};
+use std::time::Duration;
+
+use pacs_store::reports::delivery::DeliveryPolicy;
 use pacs_store::reports::signing::ReportKey;
 use pacs_store::reports::{Agreement, ReportContent};
 use pacs_store::users::{Principal, Role, Username};
@@ -398,10 +401,191 @@ async fn contract(index: &Index) {
     );
 }
 
+/// The delivery outbox that signing fills: one row per signed version, leased by one node
+/// at a time, retried with backoff, failed after the last attempt, retried by hand,
+/// delivered once. And the archive's own documents join the study without reopening it.
+async fn delivery_contract(index: &Index) {
+    let policy = DeliveryPolicy {
+        retry_first: Duration::from_secs(30),
+        retry_max: Duration::from_secs(60),
+        max_attempts: 3,
+        lease: Duration::from_secs(300),
+    };
+    let s = |secs: i64| secs * 1_000_000;
+    let all = index.deliveries(None, 100).await.unwrap();
+    assert!(!all.is_empty());
+    assert!(all.iter().all(|d| d.state == "pending" && d.attempts == 0));
+    // The contract signed report 1 and then one addendum: versions 0 and 1.
+    let report = all.iter().map(|d| d.report_id).min().unwrap();
+    let versions: Vec<i64> = index
+        .report_deliveries(report)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.version)
+        .collect();
+    assert_eq!(versions, [0, 1]);
+    let mut uids: Vec<&str> = all
+        .iter()
+        .flat_map(|d| [d.sr_instance_uid.as_str(), d.pdf_instance_uid.as_str()])
+        .collect();
+    uids.sort();
+    uids.dedup();
+    assert_eq!(uids.len(), 2 * all.len(), "every document has its own UID");
+
+    let now = now_micros() + 10 * MIN;
+    let leased = index.claim_due_deliveries(now, &policy, 100).await.unwrap();
+    assert_eq!(leased.len(), all.len());
+    // Leased: another node gets nothing until the lease runs out.
+    assert!(
+        index
+            .claim_due_deliveries(now + s(299), &policy, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let d = &leased[0];
+    assert!(
+        index
+            .delivery_failed(d, Some("CLINIC_RIS"), "connection refused", &policy, now)
+            .await
+            .unwrap()
+    );
+    let after = index.delivery(d.id).await.unwrap().unwrap();
+    assert_eq!(
+        (after.state.as_str(), after.attempts, after.next_attempt_at),
+        ("pending", 1, now + s(30))
+    );
+    assert_eq!(after.last_error.as_deref(), Some("connection refused"));
+    assert!(
+        index
+            .claim_due_deliveries(now + s(29), &policy, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "retried only after the backoff"
+    );
+    let again = index
+        .claim_due_deliveries(now + s(30), &policy, 100)
+        .await
+        .unwrap();
+    assert_eq!(again.iter().map(|d| d.id).collect::<Vec<_>>(), [d.id]);
+    assert!(
+        index
+            .delivery_failed(&again[0], None, "refused", &policy, now + s(30))
+            .await
+            .unwrap()
+    );
+    let third = index
+        .claim_due_deliveries(now + s(90), &policy, 100)
+        .await
+        .unwrap();
+    assert_eq!(third.len(), 1);
+    assert!(
+        !index
+            .delivery_failed(&third[0], None, "refused", &policy, now + s(90))
+            .await
+            .unwrap(),
+        "the last attempt gives up"
+    );
+    assert_eq!(index.delivery(d.id).await.unwrap().unwrap().state, "failed");
+    assert!(
+        index
+            .claim_due_deliveries(now + s(10_000), &policy, 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|x| x.id != d.id),
+        "a failed delivery waits for an administrator"
+    );
+    // By hand: pending again with a fresh count; a pending one cannot be retried.
+    let retried = index.retry_delivery(d.id, now + s(100)).await.unwrap();
+    assert_eq!((retried.state.as_str(), retried.attempts), ("pending", 0));
+    assert!(matches!(
+        index.retry_delivery(d.id, now + s(100)).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let ready = index
+        .claim_due_deliveries(now + s(100), &policy, 100)
+        .await
+        .unwrap();
+    assert_eq!(ready.len(), 1);
+    index
+        .delivery_succeeded(&ready[0], "CLINIC_RIS", now + s(101))
+        .await
+        .unwrap();
+    // A node whose lease had run out reports success too late: nothing changes.
+    index
+        .delivery_succeeded(&ready[0], "CLINIC_RIS", now + s(102))
+        .await
+        .unwrap();
+    let done = index.delivery(d.id).await.unwrap().unwrap();
+    assert_eq!(done.state, "delivered");
+    assert_eq!(done.delivered_at, Some(now + s(101)));
+    // The other version: the clinic has no receiver.
+    let other = &leased[1];
+    index
+        .delivery_without_destination(other, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        index.delivery(other.id).await.unwrap().unwrap().state,
+        "no_destination"
+    );
+    let kinds: Vec<String> = sqlx::query(
+        "SELECT kind FROM events WHERE kind LIKE 'delivery\\_%' ESCAPE '\\' ORDER BY id",
+    )
+    .fetch_all(index.pool_for_tests())
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    assert_eq!(
+        kinds,
+        [
+            "delivery_failed",
+            "delivery_failed",
+            "delivery_failed",
+            "delivery_completed",
+            "delivery_failed"
+        ]
+    );
+
+    // The archive's own document joins the reported study without reopening it.
+    let state = |uid: String| async move {
+        sqlx::query("SELECT state FROM studies WHERE study_instance_uid = $1")
+            .bind(uid)
+            .fetch_one(index.pool_for_tests())
+            .await
+            .unwrap()
+            .get::<String, _>(0)
+    };
+    assert_eq!(state(uid(1)).await, "ready");
+    let mut own = instance(1, 900, "SR", "", None);
+    own.archive_authored = true;
+    index.insert_instance(own).await.unwrap();
+    assert_eq!(state(uid(1)).await, "ready");
+    assert!(
+        index
+            .mark_ready_studies(Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A late image from the modality does reopen it.
+    index
+        .insert_instance(instance(1, 901, "CT", "CHEST", None))
+        .await
+        .unwrap();
+    assert_eq!(state(uid(1)).await, "receiving");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn reports_on_sqlite() {
     on_sqlite(|a, b| async move {
         contract(&a).await;
+        delivery_contract(&a).await;
         (a, b)
     })
     .await;
@@ -411,6 +595,7 @@ async fn reports_on_sqlite() {
 async fn reports_on_postgres() {
     on_postgres("reports", |a, b| async move {
         contract(&a).await;
+        delivery_contract(&a).await;
         (a, b)
     })
     .await;

@@ -36,6 +36,9 @@ pub struct AeOptions {
     /// The port the AE listens on. With `host`, the AE can be a C-MOVE destination for
     /// its own clinic.
     pub port: Option<u16>,
+    /// The clinic's signed reports (SR and PDF) are pushed to this AE by C-STORE; it needs
+    /// a host and a port.
+    pub receives_reports: bool,
 }
 
 impl AeOptions {
@@ -49,6 +52,16 @@ impl AeOptions {
         }
     }
 
+    /// Refuses options that cannot work: reports need an address to be pushed to.
+    fn check(&self) -> Result<()> {
+        if self.receives_reports && (self.host.is_none() || self.port.is_none()) {
+            return Err(StoreError::Invalid(
+                "an AE title that receives reports needs a host and a port to send them to".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// "from any host, plain or TLS" and the like, for messages and audit details.
     pub fn describe(&self) -> String {
         let from = self
@@ -59,9 +72,14 @@ impl AeOptions {
             (true, false) => "TLS only",
             (false, false) => "plain TCP or TLS",
         };
+        let reports = if self.receives_reports {
+            ", receives the clinic's reports"
+        } else {
+            ""
+        };
         match self.port {
-            Some(p) => format!("{from}, {transport}, receives at port {p}"),
-            None => format!("{from}, {transport}"),
+            Some(p) => format!("{from}, {transport}, receives at port {p}{reports}"),
+            None => format!("{from}, {transport}{reports}"),
         }
     }
 }
@@ -92,6 +110,8 @@ pub struct AeRegistration {
     pub require_client_cert: bool,
     /// Where the AE listens (C-MOVE destination, with `host`).
     pub port: Option<u16>,
+    /// Signed reports of the clinic are pushed here.
+    pub receives_reports: bool,
 }
 
 /// What the transport established about a connection, as the DICOM adapter saw it.
@@ -155,6 +175,7 @@ impl AeRegistration {
             tls_only: self.tls_only,
             require_client_cert: self.require_client_cert,
             port: self.port,
+            receives_reports: self.receives_reports,
         }
     }
 }
@@ -194,7 +215,8 @@ macro_rules! select_ae {
         concat!(
             "SELECT a.ae_title, a.clinic_id, c.name, a.host, ",
             "CASE WHEN a.tls_only THEN 1 ELSE 0 END, ",
-            "CASE WHEN a.require_client_cert THEN 1 ELSE 0 END, a.port ",
+            "CASE WHEN a.require_client_cert THEN 1 ELSE 0 END, a.port, ",
+            "CASE WHEN a.receives_reports THEN 1 ELSE 0 END ",
             "FROM ae_titles a JOIN clinics c ON c.id = a.clinic_id ",
             $rest
         )
@@ -250,6 +272,7 @@ impl Index {
         options: impl Into<AeOptions>,
     ) -> Result<AeRegistration> {
         let options = options.into().normalized();
+        options.check()?;
         let name = clinic_name(name)?;
         let mut tx = self.pool().begin().await?;
         let now = now_micros();
@@ -279,7 +302,7 @@ impl Index {
         }
         sqlx::query(
             "INSERT INTO ae_titles (ae_title, clinic_id, host, tls_only, require_client_cert, \
-             created_at, port) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             created_at, port, receives_reports) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(ae_title.as_str())
         .bind(clinic_id)
@@ -288,6 +311,7 @@ impl Index {
         .bind(options.require_client_cert)
         .bind(now)
         .bind(options.port.map(i64::from))
+        .bind(options.receives_reports)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -299,6 +323,7 @@ impl Index {
             tls_only: options.tls_only,
             require_client_cert: options.require_client_cert,
             port: options.port,
+            receives_reports: options.receives_reports,
         })
     }
 
@@ -312,15 +337,17 @@ impl Index {
         options: AeOptions,
     ) -> Result<AeRegistration> {
         let options = options.normalized();
+        options.check()?;
         let mut tx = self.pool().begin().await?;
         let updated = sqlx::query(
-            "UPDATE ae_titles SET host = $1, tls_only = $2, require_client_cert = $3, port = $4 \
-             WHERE ae_title = $5",
+            "UPDATE ae_titles SET host = $1, tls_only = $2, require_client_cert = $3, port = $4, \
+               receives_reports = $5 WHERE ae_title = $6",
         )
         .bind(options.host.map(|h| h.to_string()))
         .bind(options.tls_only)
         .bind(options.require_client_cert)
         .bind(options.port.map(i64::from))
+        .bind(options.receives_reports)
         .bind(ae_title.as_str())
         .execute(&mut *tx)
         .await?
@@ -361,6 +388,19 @@ impl Index {
         row.map(|r| ae_from_row(&r)).transpose()
     }
 
+    /// The AE title of clinic `clinic_id` that receives its signed reports (the first by
+    /// name if several do), with the host and port to send them to.
+    pub async fn report_destination(&self, clinic_id: i64) -> Result<Option<AeRegistration>> {
+        let row = sqlx::query(select_ae!(
+            "WHERE a.clinic_id = $1 AND a.receives_reports AND a.host IS NOT NULL \
+             AND a.port IS NOT NULL ORDER BY a.ae_title LIMIT 1"
+        ))
+        .bind(clinic_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| ae_from_row(&r)).transpose()
+    }
+
     /// All clinics with their AE titles, by name.
     pub async fn list_clinics(&self) -> Result<Vec<ClinicSummary>> {
         let clinics = sqlx::query("SELECT id, name FROM clinics ORDER BY name")
@@ -398,6 +438,7 @@ fn ae_from_row(r: &sqlx::any::AnyRow) -> Result<AeRegistration> {
     let tls_only: i64 = r.try_get(4)?;
     let require_client_cert: i64 = r.try_get(5)?;
     let port: Option<i64> = r.try_get(6)?;
+    let receives_reports: i64 = r.try_get(7)?;
     Ok(AeRegistration {
         ae_title: AeTitle::parse(&ae)?,
         clinic_id: r.try_get(1)?,
@@ -411,6 +452,7 @@ fn ae_from_row(r: &sqlx::any::AnyRow) -> Result<AeRegistration> {
         tls_only: tls_only != 0,
         require_client_cert: require_client_cert != 0,
         port: port.and_then(|p| u16::try_from(p).ok()),
+        receives_reports: receives_reports != 0,
     })
 }
 
@@ -473,12 +515,36 @@ mod tests {
                     tls_only: false,
                     require_client_cert: true,
                     port: Some(104),
+                    receives_reports: true,
                 },
             )
             .await
             .unwrap();
         assert!(strict.tls_only, "a client certificate implies TLS");
-        assert_eq!(index.find_ae(&ae("STRICT")).await.unwrap(), Some(strict));
+        assert_eq!(
+            index.find_ae(&ae("STRICT")).await.unwrap(),
+            Some(strict.clone())
+        );
+        // The clinic's reports go to STRICT, the one AE that receives them.
+        assert_eq!(
+            index.report_destination(strict.clinic_id).await.unwrap(),
+            Some(strict.clone())
+        );
+        assert_eq!(index.report_destination(999).await.unwrap(), None);
+        // Reports need somewhere to go.
+        assert!(matches!(
+            index
+                .add_clinic_ae(
+                    "A",
+                    &ae("NOWHERE"),
+                    AeOptions {
+                        receives_reports: true,
+                        ..AeOptions::default()
+                    },
+                )
+                .await,
+            Err(StoreError::Invalid(_))
+        ));
 
         let updated = index
             .update_ae(
@@ -551,6 +617,7 @@ mod tests {
             tls_only,
             require_client_cert,
             port: None,
+            receives_reports: false,
         };
         let other: IpAddr = "10.1.2.3".parse().unwrap();
         let open = reg(None, false, false);

@@ -23,6 +23,9 @@ pub struct NewInstance {
     pub clinic_name: Option<String>,
     pub source_ae: Option<String>,
     pub received_at: i64,
+    /// Made by this archive: the study's state and quiet period stay as they are
+    /// ([`crate::archive::Source::archive_authored`]).
+    pub archive_authored: bool,
 }
 
 impl NewInstance {

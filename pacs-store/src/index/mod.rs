@@ -14,10 +14,12 @@
 mod clinics;
 mod instances;
 pub mod name_keys;
+pub(crate) mod outbox;
 mod studies;
 pub mod writer;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -44,6 +46,8 @@ pub struct Index {
     pool: AnyPool,
     backend: Backend,
     writer: writer::WriterHandle,
+    /// Bumped by [`Index::notify_events`]: outbox events were committed by this process.
+    events: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -117,6 +121,7 @@ impl Index {
             pool,
             backend,
             writer,
+            events: Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
@@ -136,6 +141,22 @@ impl Index {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
+    }
+
+    /// Says that outbox events were just committed through this index (call it after the
+    /// commit), so that the live feed reads them now rather than at its next poll. Cheap
+    /// (no I/O) and harmless when nothing listens or nothing new was written; events
+    /// committed by other processes or nodes are still found by polling.
+    pub fn notify_events(&self) {
+        self.events.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes after every [`Index::notify_events`] of this index or its clones. A watch
+    /// rather than a `Notify`: every receiver sees the change, and one made while its
+    /// receiver was busy is seen at its next `changed()` (none is lost); several made
+    /// meanwhile count as one.
+    pub fn event_notifications(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.events.subscribe()
     }
 
     /// The connection pool, for tests that set up or inspect rows directly. Production

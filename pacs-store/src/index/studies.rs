@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 
+use super::outbox::{self, EventStudy};
 use super::{Index, now_micros};
 use crate::Result;
 
@@ -62,21 +63,32 @@ impl Index {
             let count: i64 = r.try_get(1)?;
             let n: i64 = r.try_get(2)?;
             let updated = count > 1;
-            sqlx::query(
-                "INSERT INTO events (kind, study_instance_uid, payload, created_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(if updated { "study_updated" } else { "study_ready" })
-            .bind(&uid)
-            .bind(serde_json::json!({ "number_of_instances": n }).to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
             out.push(ReadyStudy {
                 study_instance_uid: uid,
                 updated,
                 number_of_instances: n,
             });
         }
+        let payloads: Vec<serde_json::Value> = out
+            .iter()
+            .map(|r| serde_json::json!({ "number_of_instances": r.number_of_instances }))
+            .collect();
+        let events: Vec<outbox::NewEvent> = out
+            .iter()
+            .zip(&payloads)
+            .map(|(r, payload)| outbox::NewEvent {
+                kind: if r.updated {
+                    "study_updated"
+                } else {
+                    "study_ready"
+                },
+                study: EventStudy::Uid(&r.study_instance_uid),
+                sop_instance_uid: None,
+                payload,
+                created_at: now,
+            })
+            .collect();
+        outbox::append(&mut tx, &events).await?;
         tx.commit().await?;
         Ok(out)
     }

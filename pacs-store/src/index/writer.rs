@@ -9,7 +9,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::instances::NewInstance;
-use super::{is_unique_violation, name_keys};
+use super::{is_unique_violation, name_keys, outbox};
 use crate::{Result, StoreError};
 
 const MAX_BATCH: usize = 64;
@@ -88,14 +88,32 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
 
 async fn write_batch(pool: &AnyPool, news: &[&NewInstance]) -> Result<()> {
     let mut tx = pool.begin().await?;
+    let mut payloads = Vec::with_capacity(news.len());
     for new in news {
-        insert_one(&mut tx, new).await?;
+        payloads.push(insert_one(&mut tx, new).await?);
     }
+    // The `instance_stored` events go last, after every row of the batch (outbox docs).
+    let events: Vec<outbox::NewEvent> = news
+        .iter()
+        .zip(&payloads)
+        .map(|(n, payload)| outbox::NewEvent {
+            kind: "instance_stored",
+            study: outbox::EventStudy::Uid(&n.attrs.study_instance_uid),
+            sop_instance_uid: Some(&n.attrs.sop_instance_uid),
+            payload,
+            created_at: n.received_at,
+        })
+        .collect();
+    outbox::append(&mut tx, &events).await?;
     tx.commit().await?;
     Ok(())
 }
 
-async fn insert_one(tx: &mut Transaction<'static, Any>, n: &NewInstance) -> Result<()> {
+/// Writes one instance's rows; returns the payload of its `instance_stored` event.
+async fn insert_one(
+    tx: &mut Transaction<'static, Any>,
+    n: &NewInstance,
+) -> Result<serde_json::Value> {
     let a = &n.attrs;
     let now = n.received_at;
     let (issuer, patient_id) = n.patient_key();
@@ -148,7 +166,9 @@ async fn insert_one(tx: &mut Transaction<'static, Any>, n: &NewInstance) -> Resu
            requested_priority, first_received_at, last_received_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
          ON CONFLICT (study_instance_uid) DO UPDATE SET \
-           last_received_at = excluded.last_received_at, state = 'receiving', \
+           last_received_at = CASE WHEN $14 = 1 THEN studies.last_received_at \
+             ELSE excluded.last_received_at END, \
+           state = CASE WHEN $14 = 1 THEN studies.state ELSE 'receiving' END, \
            study_date = COALESCE(studies.study_date, excluded.study_date), \
            study_time = COALESCE(studies.study_time, excluded.study_time), \
            accession_number = COALESCE(studies.accession_number, excluded.accession_number), \
@@ -172,6 +192,7 @@ async fn insert_one(tx: &mut Transaction<'static, Any>, n: &NewInstance) -> Resu
     .bind(&a.institution_name)
     .bind(&a.requested_procedure_priority)
     .bind(now)
+    .bind(i64::from(n.archive_authored))
     .fetch_one(&mut **tx)
     .await?
     .try_get(0)?;
@@ -279,15 +300,5 @@ async fn insert_one(tx: &mut Transaction<'static, Any>, n: &NewInstance) -> Resu
         "source_ae": n.source_ae,
         "clinic_id": n.clinic_id,
     });
-    sqlx::query(
-        "INSERT INTO events (kind, study_instance_uid, sop_instance_uid, payload, created_at) \
-         VALUES ('instance_stored', $1, $2, $3, $4)",
-    )
-    .bind(&a.study_instance_uid)
-    .bind(&a.sop_instance_uid)
-    .bind(payload.to_string())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    Ok(payload)
 }

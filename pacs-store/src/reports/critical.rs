@@ -7,6 +7,7 @@ use sqlx::{Any, Row as _, Transaction};
 
 use crate::access::Scope;
 use crate::index::Index;
+use crate::index::outbox::{self, EventStudy};
 use crate::users::{Principal, Role};
 use crate::{Result, StoreError};
 
@@ -165,26 +166,32 @@ impl Index {
         let rows = sqlx::query(
             "UPDATE critical_notifications SET escalated_at = $1 \
              WHERE acknowledged_at IS NULL AND escalated_at IS NULL AND ack_due_at <= $1 \
-             RETURNING report_id, clinic_id",
+             RETURNING report_id, clinic_id, \
+               (SELECT study_ref FROM reports WHERE reports.id = critical_notifications.report_id)",
         )
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
         let mut ids = Vec::with_capacity(rows.len());
+        let mut notices = Vec::with_capacity(rows.len());
         for r in rows {
             let (report_id, clinic_id): (i64, Option<i64>) = (r.try_get(0)?, r.try_get(1)?);
-            sqlx::query(
-                "INSERT INTO events (kind, study_instance_uid, payload, created_at) \
-                 SELECT 'critical_unacknowledged', s.study_instance_uid, $1, $2 \
-                 FROM reports r JOIN studies s ON s.id = r.study_ref WHERE r.id = $3",
-            )
-            .bind(serde_json::json!({ "report_id": report_id, "clinic_id": clinic_id }).to_string())
-            .bind(now)
-            .bind(report_id)
-            .execute(&mut *tx)
-            .await?;
+            let study_ref: i64 = r.try_get(2)?;
             ids.push(report_id);
+            let payload = serde_json::json!({ "report_id": report_id, "clinic_id": clinic_id });
+            notices.push((study_ref, payload));
         }
+        let events: Vec<outbox::NewEvent> = notices
+            .iter()
+            .map(|(study_ref, payload)| outbox::NewEvent {
+                kind: "critical_unacknowledged",
+                study: EventStudy::Ref(*study_ref),
+                sop_instance_uid: None,
+                payload,
+                created_at: now,
+            })
+            .collect();
+        outbox::append(&mut tx, &events).await?;
         tx.commit().await?;
         Ok(ids)
     }

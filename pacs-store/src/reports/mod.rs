@@ -16,13 +16,17 @@
 //!   signature against the signer's public key: a changed byte fails.
 
 pub mod critical;
+pub mod delivery;
+pub mod documents;
 pub mod interop;
+pub mod pdf;
 pub mod signing;
 
 use sqlx::{Any, Row as _, Transaction};
 
 use crate::access::Scope;
 use crate::index::Index;
+use crate::index::outbox::{self, EventStudy};
 use crate::users::{Principal, Role};
 use crate::{Result, StoreError};
 use signing::{ReportKey, SignedAddendum, SignedReport};
@@ -174,7 +178,33 @@ pub struct ReportContent {
     /// A critical finding: signing notifies the sending clinic, who must acknowledge.
     #[serde(default)]
     pub critical: bool,
+    /// Images of the study the radiologist marked as key images (at most
+    /// [`MAX_KEY_IMAGES`]); shown in the report's PDF.
+    #[serde(default)]
+    pub key_images: Vec<KeyImage>,
 }
+
+/// An image of the report's study marked as a key image.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct KeyImage {
+    pub series_instance_uid: String,
+    pub sop_instance_uid: String,
+    /// 1-based frame number (1 for single-frame images).
+    #[serde(default = "first_frame")]
+    pub frame: u32,
+    /// A short caption shown under the image.
+    #[serde(default)]
+    pub caption: String,
+}
+
+fn first_frame() -> u32 {
+    1
+}
+
+/// The most key images a report carries.
+pub const MAX_KEY_IMAGES: usize = 8;
 
 /// The longest section, in characters.
 pub const MAX_SECTION_CHARS: usize = 20_000;
@@ -198,6 +228,28 @@ impl ReportContent {
                 return Err(StoreError::Invalid(format!(
                     "{name} contains control characters"
                 )));
+            }
+        }
+        if self.key_images.len() > MAX_KEY_IMAGES {
+            return Err(StoreError::Invalid(format!(
+                "at most {MAX_KEY_IMAGES} key images per report"
+            )));
+        }
+        for k in &self.key_images {
+            if !crate::query::is_uid(&k.series_instance_uid)
+                || !crate::query::is_uid(&k.sop_instance_uid)
+            {
+                return Err(StoreError::Invalid(
+                    "a key image needs a valid series_instance_uid and sop_instance_uid".into(),
+                ));
+            }
+            if k.frame == 0 {
+                return Err(StoreError::Invalid("key image frames start at 1".into()));
+            }
+            if k.caption.chars().count() > 200 || k.caption.chars().any(char::is_control) {
+                return Err(StoreError::Invalid(
+                    "a key image caption has at most 200 printable characters".into(),
+                ));
             }
         }
         if self
@@ -291,7 +343,8 @@ pub struct ClinicDiscrepancies {
 const REPORT_COLUMNS: &str = "r.id, r.task_id, s.study_instance_uid, p.patient_id, \
      s.accession_number, s.clinic_id, r.template, u.username, r.state, r.clinical_information, \
      r.technique, r.findings, r.impression, r.agreement, r.agreement_comment, r.critical, \
-     r.signed_at, r.signer_key_id, r.signature, p.patient_name, p.issuer_of_patient_id";
+     r.signed_at, r.signer_key_id, r.signature, p.patient_name, p.issuer_of_patient_id, \
+     r.key_images";
 
 fn report_from(r: &sqlx::any::AnyRow) -> Result<Report> {
     let agreement: Option<String> = r.try_get(13)?;
@@ -313,6 +366,12 @@ fn report_from(r: &sqlx::any::AnyRow) -> Result<Report> {
             agreement: agreement.as_deref().and_then(Agreement::parse),
             agreement_comment: r.try_get(14)?,
             critical: r.try_get::<i64, _>(15)? != 0,
+            key_images: {
+                let json: String = r.try_get(21)?;
+                serde_json::from_str(&json).map_err(|e| {
+                    StoreError::Invalid(format!("stored key images cannot be read: {e}"))
+                })?
+            },
         },
         signed_at: r.try_get(16)?,
         signer_key_id: r.try_get(17)?,
@@ -344,6 +403,7 @@ fn signed_report_bytes(report: &Report, signer: &str, key_id: &str, signed_at: i
         signer,
         signer_key_id: key_id,
         signed_at,
+        key_images: &c.key_images,
     })
 }
 
@@ -379,17 +439,7 @@ async fn event(
     payload: serde_json::Value,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO events (kind, study_instance_uid, payload, created_at) \
-         SELECT $1, study_instance_uid, $2, $3 FROM studies WHERE id = $4",
-    )
-    .bind(kind)
-    .bind(payload.to_string())
-    .bind(now)
-    .bind(study_ref)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    outbox::append_one(tx, kind, EventStudy::Ref(study_ref), &payload, now).await
 }
 
 impl Index {
@@ -516,6 +566,26 @@ impl Index {
             .bind(task_id)
             .fetch_optional(&mut *tx)
             .await?;
+        for k in &content.key_images {
+            let found = sqlx::query(
+                "SELECT 1 FROM instances i JOIN series se ON se.id = i.series_ref \
+                 WHERE se.study_ref = $1 AND se.series_instance_uid = $2 \
+                   AND i.sop_instance_uid = $3",
+            )
+            .bind(study_ref)
+            .bind(&k.series_instance_uid)
+            .bind(&k.sop_instance_uid)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if found.is_none() {
+                return Err(StoreError::Invalid(format!(
+                    "key image {} is not an image of this study",
+                    k.sop_instance_uid
+                )));
+            }
+        }
+        let key_images = serde_json::to_string(&content.key_images)
+            .map_err(|e| StoreError::Invalid(format!("key images: {e}")))?;
         let agreement = content.agreement.map(Agreement::as_str);
         let report_id: i64 = match existing {
             Some(r) => {
@@ -529,7 +599,8 @@ impl Index {
                 sqlx::query(
                     "UPDATE reports SET clinical_information = $1, technique = $2, findings = $3, \
                        impression = $4, agreement = $5, agreement_comment = $6, critical = $7, \
-                       author_id = $8, updated_at = $9 WHERE id = $10 AND state = 'draft'",
+                       author_id = $8, updated_at = $9, key_images = $10 \
+                     WHERE id = $11 AND state = 'draft'",
                 )
                 .bind(&content.clinical_information)
                 .bind(&content.technique)
@@ -540,6 +611,7 @@ impl Index {
                 .bind(i64::from(content.critical))
                 .bind(user)
                 .bind(now)
+                .bind(&key_images)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -548,8 +620,9 @@ impl Index {
             None => sqlx::query(
                 "INSERT INTO reports (task_id, study_ref, author_id, template, clinical_information, \
                    technique, findings, impression, agreement, agreement_comment, critical, state, \
-                   created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'draft', $12, $12) RETURNING id",
+                   created_at, updated_at, key_images) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'draft', $12, $12, $13) \
+                 RETURNING id",
             )
             .bind(task_id)
             .bind(study_ref)
@@ -563,6 +636,7 @@ impl Index {
             .bind(&content.agreement_comment)
             .bind(i64::from(content.critical))
             .bind(now)
+            .bind(&key_images)
             .fetch_one(&mut *tx)
             .await?
             .try_get(0)?,
@@ -651,6 +725,7 @@ impl Index {
             "critical": c.critical,
             "signer": signer,
         });
+        delivery::enqueue(&mut tx, report_id, 0, now).await?;
         event(&mut tx, "report_signed", study_ref, payload.clone(), now).await?;
         if c.critical {
             critical::record(
@@ -770,6 +845,12 @@ impl Index {
             .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
+        let version: i64 = sqlx::query("SELECT COUNT(*) FROM report_addenda WHERE report_id = $1")
+            .bind(report_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        delivery::enqueue(&mut tx, report_id, version, now).await?;
         event(
             &mut tx,
             "report_amended",

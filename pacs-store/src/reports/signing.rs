@@ -195,6 +195,10 @@ pub(crate) struct SignedReport<'a> {
     pub signer: &'a str,
     pub signer_key_id: &'a str,
     pub signed_at: i64,
+    /// Last and only when there are some: reports signed without key images keep the
+    /// bytes (and signatures) of before key images existed.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub key_images: &'a [super::KeyImage],
 }
 
 /// What an addendum's signature covers: the addendum, and the signature of the report it

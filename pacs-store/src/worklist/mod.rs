@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use sqlx::{Any, Row as _, Transaction};
 
+use crate::index::outbox::{self, EventStudy};
 use crate::index::{Index, split_values};
 use crate::{Result, StoreError};
 
@@ -300,16 +301,8 @@ async fn task_event(
     if let (Some(p), serde_json::Value::Object(extra)) = (payload.as_object_mut(), detail) {
         p.extend(extra);
     }
-    sqlx::query(
-        "INSERT INTO events (kind, study_instance_uid, payload, created_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(kind)
-    .bind(row.try_get::<String, _>(0)?)
-    .bind(payload.to_string())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    let study: String = row.try_get(0)?;
+    outbox::append_one(tx, kind, EventStudy::Uid(&study), &payload, now).await
 }
 
 /// Gives `user` the study (so the access policy lets them open it and its priors), unless

@@ -51,6 +51,7 @@ pub fn instance(
         clinic_name: Some("Township A".into()),
         source_ae: Some("TOWNSHIP_A".into()),
         received_at: now_micros(),
+        archive_authored: false,
     }
 }
 
