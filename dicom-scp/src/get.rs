@@ -19,11 +19,11 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use pacs_store::access::Scope;
 use pacs_store::archive::Archive;
 use pacs_store::audit::{Action, AuditEvent, EventId, Outcome};
-use pacs_store::objects::ObjectKey;
 use pacs_store::query::{Retrievable, is_uid};
 
 use crate::association::{Established, Incoming, PduStream, Transport};
 use crate::dimse::{self, CommandBuilder, command_field, status};
+use crate::transcode;
 
 /// Role of a peer that retrieves (in the audit trail).
 pub const RETRIEVING_AE: &str = "retrieving AE";
@@ -164,20 +164,40 @@ pub async fn serve<S: Transport>(
             break;
         }
         counts.remaining = counts.remaining.saturating_sub(1);
-        let store_pc = assoc.contexts.iter().find_map(|(id, c)| {
-            (c.abstract_syntax == item.sop_class_uid
-                && c.transfer_syntax == item.transfer_syntax_uid
-                && assoc.peer_scp_classes.contains(&item.sop_class_uid))
-            .then_some(*id)
+        // A context of the class with the peer as storage SCP: in the stored syntax, else a
+        // native one the instance is converted to.
+        let offered = assoc.contexts.iter().filter(|(_, c)| {
+            c.abstract_syntax == item.sop_class_uid
+                && assoc.peer_scp_classes.contains(&item.sop_class_uid)
+        });
+        let store_pc = transcode::pick(
+            &item.transfer_syntax_uid,
+            offered.clone().map(|(_, c)| c.transfer_syntax.as_str()),
+        )
+        .and_then(|ts| {
+            offered
+                .clone()
+                .find(|(_, c)| c.transfer_syntax == ts)
+                .map(|(id, _)| (*id, ts.to_owned()))
         });
         let outcome = match store_pc {
             None => Err(format!(
-                "no presentation context for {} in {} with the SCP role",
+                "no presentation context for {} in {} or an uncompressed syntax with the SCP role",
                 item.sop_class_uid, item.transfer_syntax_uid
             )),
-            Some(spc) => {
+            Some((spc, ts)) => {
                 message_id = message_id.wrapping_add(1);
-                send_one(item, spc, message_id, pc, archive, link, &mut cancelled).await?
+                send_one(
+                    item,
+                    spc,
+                    &ts,
+                    message_id,
+                    pc,
+                    archive,
+                    link,
+                    &mut cancelled,
+                )
+                .await?
             }
         };
         counts.record("C-GET", &item.sop_instance_uid, outcome);
@@ -325,27 +345,21 @@ pub(crate) async fn select(
 
 /// One C-STORE sub-operation: `Ok(status)` of the peer's C-STORE-RSP, or `Err(why)` when
 /// the object could not be read. A transport error ends the association (`Err` outside).
+#[allow(clippy::too_many_arguments)]
 async fn send_one<S: Transport>(
     item: &Retrievable,
     pc: u8,
+    transfer_syntax: &str,
     message_id: u16,
     get_pc: u8,
     archive: &Archive,
     link: &mut PduStream<S>,
     cancelled: &mut bool,
 ) -> Result<Result<u16, String>, String> {
-    let key = match ObjectKey::parse(&item.object_key) {
-        Ok(k) => k,
-        Err(e) => return Ok(Err(e.to_string())),
+    let dataset = match transcode::dataset_in(archive, item, transfer_syntax).await {
+        Ok(d) => d,
+        Err(why) => return Ok(Err(why)),
     };
-    let bytes = match archive.objects().get(&key).await {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::error!(error = %e, sop = %item.sop_instance_uid, "C-GET: cannot read a stored object");
-            return Ok(Err("the stored object cannot be read".into()));
-        }
-    };
-    let dataset = bytes.slice((item.dataset_offset as usize).min(bytes.len())..);
     let rq = store_rq(item, message_id, None);
     link.send_command(pc, rq).await.map_err(|e| e.to_string())?;
     link.send_data(pc, dataset.to_vec())

@@ -17,6 +17,7 @@
 //! - [`sop_classes`]: which abstract syntaxes are accepted.
 
 pub mod association;
+pub mod deliver;
 pub mod dimse;
 pub mod find;
 pub mod get;
@@ -24,6 +25,8 @@ pub mod moves;
 pub mod server;
 pub mod service;
 pub mod sop_classes;
+pub mod store_scu;
+pub mod transcode;
 pub mod uid;
 
 pub use server::{ScpConfig, TlsListener, run, run_with_tls};

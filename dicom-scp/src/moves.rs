@@ -6,9 +6,10 @@
 //! The destination must be an AE title registered for the caller's clinic with a host and
 //! a port (`pacs clinic add … --host IP --port N`, or the admin API): a clinic can move its
 //! studies to its own workstations only, never to a place of the requester's choosing.
-//! Otherwise the answer is 0xA801 (move destination unknown). Instances go as stored (one
-//! presentation context per SOP class and stored syntax is proposed; one the destination
-//! refuses fails that sub-operation). While each sub-operation runs, the requesting
+//! Otherwise the answer is 0xA801 (move destination unknown). Instances go as stored when
+//! the destination accepts that syntax (one presentation context per SOP class and stored
+//! syntax is proposed), else converted to explicit or implicit VR little endian (one more
+//! context per SOP class, [`crate::transcode`]). While each sub-operation runs, the requesting
 //! association is read for a C-CANCEL-RQ of this move ([`CancelWatch`]): the move stops
 //! after the sub-operation in flight and answers 0xFE00 with the counts, the remaining
 //! ones included. A requester that goes away stops the move too. Audited (110104, action
@@ -19,21 +20,18 @@ use std::time::Duration;
 
 use dicom_dictionary_std::uids;
 use dicom_ul::ClientAssociationOptions;
-use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
+use dicom_ul::pdu::PresentationContextResultReason;
 use pacs_store::ae_title::AeTitle;
 use pacs_store::archive::Archive;
 use pacs_store::audit::Outcome;
-use pacs_store::objects::ObjectKey;
-use pacs_store::query::Retrievable;
 
 use crate::association::{Established, Incoming, LinkError, PduStream, Transport, pdu_name};
 use crate::dimse::{self, command_field, status};
-use crate::get::{Counts, counts_response, event, select, store_rq};
+use crate::get::{Counts, counts_response, event, select};
+use crate::{store_scu, transcode};
 
 /// How long connecting to and negotiating with a destination may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long one C-STORE to the destination may take to be answered.
-const STORE_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn is_move_sop_class(uid: &str) -> bool {
     uid == uids::PATIENT_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_MOVE
@@ -131,8 +129,18 @@ pub async fn serve<S: Transport>(
         .iter()
         .map(|i| (i.sop_class_uid.clone(), i.transfer_syntax_uid.clone()))
         .collect();
+    // Each (class, stored syntax) as stored, and each class in the native syntaxes too, so
+    // that a destination that takes only uncompressed data still gets everything.
+    let mut classes = BTreeSet::new();
     for (class, ts) in &pairs {
         options = options.with_presentation_context(class.clone(), vec![ts.clone()]);
+        classes.insert(class.clone());
+    }
+    for class in classes {
+        options = options.with_presentation_context(
+            class,
+            transcode::NATIVE.iter().map(|t| t.to_string()).collect(),
+        );
     }
     let connected =
         tokio::time::timeout(CONNECT_TIMEOUT, options.establish_async((host, port))).await;
@@ -171,26 +179,35 @@ pub async fn serve<S: Transport>(
             break;
         }
         counts.remaining = counts.remaining.saturating_sub(1);
-        let spc = accepted.iter().find_map(|(id, class, ts)| {
-            (trim(class) == item.sop_class_uid && trim(ts) == item.transfer_syntax_uid)
-                .then_some(*id)
+        let offered = accepted
+            .iter()
+            .filter(|(_, class, _)| trim(class) == item.sop_class_uid);
+        let spc = transcode::pick(
+            &item.transfer_syntax_uid,
+            offered.clone().map(|(_, _, ts)| trim(ts)),
+        )
+        .and_then(|ts| {
+            offered
+                .clone()
+                .find(|(_, _, t)| trim(t) == ts)
+                .map(|(id, _, _)| (*id, ts.to_owned()))
         });
         let outcome = match spc {
             None => Err(format!(
                 "{dest} accepted no context for {} in {}",
                 item.sop_class_uid, item.transfer_syntax_uid
             )),
-            Some(spc) => {
+            Some((spc, ts)) => {
                 message_id = message_id.wrapping_add(1);
-                let store = store_one(
+                let store = store_scu::store_one(
                     &mut sub,
                     item,
                     spc,
+                    &ts,
                     message_id,
                     max_pdv,
                     archive,
-                    &assoc.calling_ae,
-                    cmd.message_id,
+                    Some((&assoc.calling_ae, cmd.message_id)),
                 );
                 tokio::pin!(store);
                 // The sub-operation runs to its end; meanwhile the requester is heard.
@@ -310,72 +327,4 @@ impl CancelWatch {
 
 fn trim(s: &str) -> &str {
     s.trim_end_matches('\0').trim()
-}
-
-/// One C-STORE to the destination: `Ok(status)` of its response; `Err` starting with
-/// "link:" when the association broke.
-#[allow(clippy::too_many_arguments)]
-async fn store_one<S>(
-    sub: &mut dicom_ul::association::client::AsyncClientAssociation<S>,
-    item: &Retrievable,
-    pc: u8,
-    message_id: u16,
-    max_pdv: usize,
-    archive: &Archive,
-    originator: &str,
-    originator_message_id: u16,
-) -> Result<u16, String>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
-{
-    let key = ObjectKey::parse(&item.object_key).map_err(|e| e.to_string())?;
-    let bytes = archive.objects().get(&key).await.map_err(|e| {
-        tracing::error!(error = %e, sop = %item.sop_instance_uid, "C-MOVE: cannot read a stored object");
-        "the stored object cannot be read".to_owned()
-    })?;
-    let dataset = bytes.slice((item.dataset_offset as usize).min(bytes.len())..);
-    let rq = store_rq(item, message_id, Some((originator, originator_message_id)));
-    let link = |e: dicom_ul::association::Error| format!("link: {e}");
-    sub.send(&Pdu::PData {
-        data: vec![PDataValue {
-            presentation_context_id: pc,
-            value_type: PDataValueType::Command,
-            is_last: true,
-            data: rq,
-        }],
-    })
-    .await
-    .map_err(link)?;
-    let chunks: Vec<&[u8]> = dataset.chunks(max_pdv).collect();
-    let last = chunks.len().saturating_sub(1);
-    for (i, chunk) in chunks.iter().enumerate() {
-        sub.send(&Pdu::PData {
-            data: vec![PDataValue {
-                presentation_context_id: pc,
-                value_type: PDataValueType::Data,
-                is_last: i == last,
-                data: chunk.to_vec(),
-            }],
-        })
-        .await
-        .map_err(link)?;
-    }
-    let mut buf = Vec::new();
-    loop {
-        let pdu = tokio::time::timeout(STORE_TIMEOUT, sub.receive())
-            .await
-            .map_err(|_| "link: the destination did not answer a C-STORE in time".to_owned())?
-            .map_err(link)?;
-        let Pdu::PData { data } = pdu else {
-            return Err("link: the destination ended the association".into());
-        };
-        for pdv in data {
-            buf.extend_from_slice(&pdv.data);
-            if pdv.is_last && pdv.value_type == PDataValueType::Command {
-                let rsp =
-                    dimse::decode(&buf).map_err(|e| format!("link: malformed response: {e}"))?;
-                return Ok(rsp.status.unwrap_or(status::PROCESSING_FAILURE));
-            }
-        }
-    }
 }

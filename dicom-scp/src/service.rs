@@ -59,6 +59,7 @@ where
         clinic_name: Some(assoc.clinic_name.clone()),
         ae_title: Some(assoc.calling_ae.clone()),
         uploader: None,
+        archive_authored: false,
     };
     let mut state = State::Idle;
     loop {
