@@ -162,7 +162,12 @@ async fn set_disabled(
             "you cannot disable your own account: ask another administrator",
         ));
     }
-    Ok(Json(admin.set_user_disabled(&name, disabled).await?))
+    let user = admin.set_user_disabled(&name, disabled).await?;
+    if disabled {
+        // Their open websockets on this node close now, not at the next re-check.
+        state.live.recheck_now();
+    }
+    Ok(Json(user))
 }
 
 /// The body of `PUT /api/admin/users/{username}/password`. No `Debug`.
@@ -190,6 +195,8 @@ pub async fn reset_password(
     let password =
         Password::parse(&req.password).map_err(|e| ApiError::bad_request(e.to_string()))?;
     admin.reset_password(&name, &password).await?;
+    // The reset ended the user's sessions: their websockets too.
+    state.live.recheck_now();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -281,6 +288,7 @@ pub async fn revoke_token(
         .parse()
         .map_err(|e: pacs_store::StoreError| ApiError::bad_request(e.to_string()))?;
     admin.revoke_token(id).await?;
+    state.live.recheck_now();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -353,12 +361,18 @@ pub struct AuditQuery {
     until: Option<String>,
     /// PS3.15 event ID (110100–110114).
     event: Option<i64>,
+    /// Study Instance UID (exact).
+    study: Option<String>,
+    /// Only entries with an id below this one: the next (older) page is
+    /// `before=<the smallest id of this page>`.
+    before: Option<i64>,
     /// At most this many, the most recent (1–10000, default 100).
     limit: Option<i64>,
 }
 
-/// `GET /api/admin/audit`: matching entries, oldest first, with their hashes. The search is
-/// itself audited (110101 Audit Log Used).
+/// `GET /api/admin/audit`: matching entries, oldest first, with their hashes (the most
+/// recent `limit`; older ones with `before`). The search is itself audited (110101 Audit
+/// Log Used).
 #[utoipa::path(get, path = "/api/admin/audit", tag = "admin", params(AuditQuery),
     responses((status = 200, description = "Audit entries (JSON objects)", body = [serde_json::Value]),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -390,6 +404,20 @@ pub async fn search_audit(
                 })
             })
             .transpose()?,
+        study: match q.study.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(uid) if is_uid(uid) => Some(uid.to_owned()),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "study must be a Study Instance UID (digits and dots)",
+                ));
+            }
+        },
+        before: match q.before {
+            None => None,
+            Some(b @ 1..) => Some(b),
+            Some(_) => return Err(ApiError::bad_request("before must be an entry id above 0")),
+        },
         limit: match q.limit {
             None => None,
             Some(l @ 1..=10_000) => Some(l),
@@ -400,6 +428,7 @@ pub async fn search_audit(
     let event = caller
         .event(EventId::AuditLogUsed, Action::Read)
         .with_patient(filter.patient.clone(), None)
+        .with_study(filter.study.clone())
         .with_detail(format!(
             "{CHANNEL}: audit search{}{}; {} entries",
             q.user
@@ -471,6 +500,9 @@ pub struct NewAe {
     require_client_cert: bool,
     /// The port the AE listens on: with `host`, a C-MOVE destination for its clinic.
     port: Option<u16>,
+    /// Push the clinic's signed reports (SR and PDF) here (needs `host` and `port`).
+    #[serde(default)]
+    receives_reports: bool,
 }
 
 /// `POST /api/admin/clinics/{name}/ae-titles`: registers a calling AE title for the
@@ -502,6 +534,7 @@ pub async fn add_ae(
         tls_only: req.tls_only,
         require_client_cert: req.require_client_cert,
         port: req.port,
+        receives_reports: req.receives_reports,
     };
     let reg = admin.add_ae(&clinic, &ae, options).await?;
     Ok((StatusCode::CREATED, Json(reg)).into_response())
@@ -539,4 +572,49 @@ pub async fn remove_ae(
     let ae = ae_title(&raw)?;
     admin.remove_ae(&ae).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------
+// Dashboard
+
+/// Query parameters of `GET /api/admin/dashboard`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardQuery {
+    /// The last this many UTC days, today included (1–366, default 14).
+    days: Option<String>,
+}
+
+/// `GET /api/admin/dashboard`: studies received per clinic per UTC day, reading turnaround
+/// percentiles per priority of the tasks done in the window, the backlog and what is
+/// overdue now, and the discrepancy rates per clinic. No patient data.
+#[utoipa::path(get, path = "/api/admin/dashboard", tag = "admin", params(DashboardQuery),
+    responses((status = 200, body = pacs_store::dashboard::Dashboard),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn dashboard(
+    State(state): State<ApiState>,
+    caller: Caller,
+    query: Result<Query<DashboardQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    admin(&state, &caller).await?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(crate::studies::query_reason(&e)))?;
+    let max = pacs_store::dashboard::MAX_DAYS;
+    let days = match q.days.as_deref().map(str::trim) {
+        None => 14,
+        Some(d) => match d.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "days must be a whole number from 1 to {max}, not {d:?}"
+                )));
+            }
+        },
+    };
+    let board = state
+        .archive
+        .index()
+        .dashboard(days, pacs_store::index::now_micros())
+        .await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(board)).into_response())
 }

@@ -67,8 +67,8 @@ impl fmt::Debug for Secret {
 pub enum Via {
     /// The session cookie (its secret, to end it on logout, and its CSRF token).
     Session { secret: Secret, csrf_token: Secret },
-    /// An API token.
-    Token,
+    /// An API token (its secret, to re-check it while a websocket stays open).
+    Token { secret: Secret },
     /// HTTP Basic (DICOMweb).
     Basic,
 }
@@ -77,7 +77,7 @@ impl Via {
     pub fn as_str(&self) -> &'static str {
         match self {
             Via::Session { .. } => "session",
-            Via::Token => "token",
+            Via::Token { .. } => "token",
             Via::Basic => "basic",
         }
     }
@@ -254,7 +254,7 @@ async fn resolve(state: &ApiState, req: &Parts) -> Result<Caller, ApiError> {
             };
             return Ok(Caller {
                 principal,
-                via: Via::Token,
+                via: Via::Token { secret: token },
                 ip: peer_ip(&req.extensions),
             });
         }
@@ -637,6 +637,8 @@ pub async fn logout(
             .revoke_session(secret.expose())
             .await
             .map_err(|e| ApiError::internal("logout: cannot end the session", &e))?;
+        // The session's websockets on this node close now, not at the next re-check.
+        state.live.recheck_now();
     }
     let event = authentication_event(
         EventType::Logout,

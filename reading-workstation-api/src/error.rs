@@ -71,6 +71,14 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, reason)
     }
 
+    /// 503 with `Retry-After`: something is being prepared; ask again shortly.
+    pub fn not_yet(reason: impl Into<Cow<'static, str>>, retry_after_secs: u64) -> Self {
+        ApiError {
+            retry_after_secs: Some(retry_after_secs.max(1)),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, reason)
+        }
+    }
+
     /// 429 with `Retry-After`.
     pub fn too_many_requests(retry_after_secs: u64) -> Self {
         ApiError {

@@ -7,8 +7,8 @@
 //!   and administrators;
 //! - `GET /api/studies`, `GET /api/studies/{uid}`: the studies the caller may see
 //!   ([`studies`], through the access policy of `pacs_store::access`);
-//! - `/api/admin/…`: users, tokens, clinics and AE titles, study assignments, audit search
-//!   ([`admin`]);
+//! - `/api/admin/…`: users, tokens, clinics and AE titles, study assignments, audit search,
+//!   the dashboard ([`admin`]);
 //! - `GET /api/openapi.json`: the OpenAPI document of all of this ([`openapi`]);
 //! - `GET /`, `GET /assets/…`: the web viewer's built files ([`viewer`]), without
 //!   credentials (public code, no data);
@@ -116,6 +116,7 @@ pub fn router(state: ApiState) -> Router {
             delete(admin::revoke_assignment),
         )
         .route("/api/admin/audit", get(admin::search_audit))
+        .route("/api/admin/dashboard", get(admin::dashboard))
         .route("/api/events", get(live::events))
         .route("/api/worklist", get(worklist::list))
         .route("/api/worklist/tasks/{id}/report", put(reports::save_draft))
@@ -130,6 +131,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/reports/{id}/verify", get(reports::verify))
         .route("/api/reports/{id}/fhir", get(reports::fhir))
         .route("/api/reports/{id}/hl7", get(reports::hl7))
+        .route("/api/reports/{id}/pdf", get(reports::pdf))
+        .route("/api/reports/{id}/deliveries", get(reports::deliveries))
+        .route("/api/admin/deliveries", get(reports::admin_deliveries))
+        .route(
+            "/api/admin/deliveries/{id}/retry",
+            post(reports::retry_delivery),
+        )
         .route("/api/report-templates", get(reports::templates))
         .route("/api/critical-findings", get(reports::critical_findings))
         .route(
@@ -257,6 +265,10 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            wake_live_feed,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             auth::authenticate,
         ))
         .layer(axum::middleware::map_response(security_headers))
@@ -325,6 +337,27 @@ async fn metrics(State(state): State<ApiState>, caller: auth::Caller) -> Respons
             .into_response(),
         None => ApiError::not_found("metrics are not enabled").into_response(),
     }
+}
+
+/// After a state-changing request that succeeded (a claim, a release, a signature, a
+/// preliminary impression, a STOW-RS upload…), wakes the live feed's reader so that the
+/// outbox events it committed go out now rather than at the next poll (`live::POLL`). A
+/// request that wrote no event costs one empty read of the outbox, and only while someone
+/// is connected.
+async fn wake_live_feed(
+    State(state): State<ApiState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let writes = !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    let res = next.run(req).await;
+    if writes && res.status().is_success() {
+        state.archive.index().notify_events();
+    }
+    res
 }
 
 async fn not_found() -> ApiError {

@@ -22,6 +22,7 @@ use pacs_store::audit::{Action, EventId, Outcome};
 use pacs_store::index::now_micros;
 use pacs_store::query::is_uid;
 use pacs_store::reports::critical::{CriticalNotice, PortalStudy};
+use pacs_store::reports::delivery::Delivery;
 use pacs_store::reports::{
     ClinicDiscrepancies, Preliminary, Report, ReportContent, TEMPLATES, Template, Verification,
 };
@@ -305,6 +306,126 @@ async fn read_report(
         .with_study(Some(report.study_instance_uid.clone()));
     caller.audit_read(state, event).await?;
     Ok(report)
+}
+
+/// `GET /api/reports/{id}/pdf`: the newest signed version of the report as the PDF the
+/// clinic received (read from the Encapsulated PDF stored in the study). 503 with
+/// Retry-After for the second or so after signing while it is being made; 409 for a draft.
+#[utoipa::path(get, path = "/api/reports/{id}/pdf", tag = "reports",
+    params(("id" = i64, Path, description = "Report id")),
+    responses((status = 200, description = "application/pdf"), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn pdf(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let report = read_report(&state, &caller, id, format!("report {id} as PDF")).await?;
+    if report.signed_at.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "the report is a draft: a PDF is made when it is signed",
+        ));
+    }
+    let Some(bytes) = pacs_store::reports::delivery::report_pdf(&state.archive, id).await? else {
+        return Err(ApiError::not_yet(
+            "the report's PDF is being made; try again in a few seconds",
+            2,
+        ));
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/pdf".to_owned()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"report-{id}.pdf\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// `GET /api/reports/{id}/deliveries`: where each signed version of the report stands on
+/// its way to the clinic (pending with the last error and next attempt, delivered,
+/// failed, no destination).
+#[utoipa::path(get, path = "/api/reports/{id}/deliveries", tag = "reports",
+    params(("id" = i64, Path, description = "Report id")),
+    responses((status = 200, body = [Delivery]), (status = 404, body = ErrorBody)))]
+pub async fn deliveries(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    read_report(&state, &caller, id, format!("deliveries of report {id}")).await?;
+    let list = state.archive.index().report_deliveries(id).await?;
+    Ok(no_store(Json(list)))
+}
+
+/// Query parameters of `GET /api/admin/deliveries`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryParams {
+    /// pending, delivered, failed or no_destination; all when absent.
+    pub state: Option<String>,
+    /// At most this many, newest first (1–1000, default 100).
+    pub limit: Option<i64>,
+}
+
+/// `GET /api/admin/deliveries`: report deliveries, newest first (administrators).
+#[utoipa::path(get, path = "/api/admin/deliveries", tag = "admin", params(DeliveryParams),
+    responses((status = 200, body = [Delivery]), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub async fn admin_deliveries(
+    State(state): State<ApiState>,
+    caller: Caller,
+    params: Result<axum::extract::Query<DeliveryParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    caller.require(&state, Capability::Administer).await?;
+    let axum::extract::Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if let Some(s) = p.state.as_deref()
+        && !["pending", "delivered", "failed", "no_destination"].contains(&s)
+    {
+        return Err(ApiError::bad_request(format!(
+            "state {s:?} is none of pending, delivered, failed, no_destination"
+        )));
+    }
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be 1–1000"));
+    }
+    let list = state
+        .archive
+        .index()
+        .deliveries(p.state.as_deref(), limit)
+        .await?;
+    Ok(no_store(Json(list)))
+}
+
+/// `POST /api/admin/deliveries/{id}/retry`: sends a failed delivery (or one that had no
+/// destination) again at once, with a fresh count of attempts.
+#[utoipa::path(post, path = "/api/admin/deliveries/{id}/retry", tag = "admin",
+    params(("id" = i64, Path, description = "Delivery id")),
+    responses((status = 200, body = Delivery), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn retry_delivery(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    caller.require(&state, Capability::Administer).await?;
+    let d = state
+        .archive
+        .index()
+        .retry_delivery(id, now_micros())
+        .await?;
+    let event = caller
+        .event(EventId::InstancesAccessed, Action::Update)
+        .with_detail(format!("retry of delivery {id} (report {})", d.report_id));
+    state.archive.audit_or_log(event).await;
+    Ok(no_store(Json(d)))
 }
 
 /// `GET /api/reports/{id}/verify`: public — whether the report's and its addenda's

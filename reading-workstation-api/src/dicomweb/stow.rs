@@ -98,6 +98,7 @@ async fn stow(
         clinic_name: p.clinic_name.clone(),
         ae_title: None,
         uploader: Some((p.username.to_string(), p.role.as_str().to_owned())),
+        archive_authored: false,
     };
     let mut results = Vec::new();
     let mut broken = None;
