@@ -134,6 +134,7 @@ pub async fn run(settings: &Settings, cmd: AuditCommand) -> anyhow::Result<ExitC
                     })
                     .transpose()?,
                 limit: Some(limit.clamp(1, 10_000)),
+                ..Default::default()
             };
             let records = archive.index().search_audit(&filter).await?;
             if json {

@@ -104,6 +104,10 @@ pub enum ClinicCommand {
         /// its clinic.
         #[arg(long, requires = "host", value_parser = clap::value_parser!(u16).range(1..))]
         port: Option<u16>,
+        /// Push the clinic's signed reports (DICOM SR and PDF) to this AE by C-STORE
+        /// (needs --host and --port).
+        #[arg(long, requires = "port")]
+        receives_reports: bool,
     },
     /// List clinics and their AE titles.
     List {

@@ -46,6 +46,7 @@ async fn clinic(settings: &Settings, cmd: ClinicCommand) -> anyhow::Result<ExitC
             tls_only,
             require_client_cert,
             port,
+            receives_reports,
         } => {
             let ae = AeTitle::parse(&ae_title)?;
             let options = AeOptions {
@@ -53,6 +54,7 @@ async fn clinic(settings: &Settings, cmd: ClinicCommand) -> anyhow::Result<ExitC
                 tls_only,
                 require_client_cert,
                 port,
+                receives_reports,
             }
             .normalized();
             let added = archive.index().add_clinic_ae(&name, &ae, options).await;
@@ -205,6 +207,7 @@ async fn import(settings: &Settings, args: ImportArgs) -> anyhow::Result<ExitCod
                 clinic_name: Some(c.name),
                 ae_title: None,
                 uploader: None,
+                archive_authored: false,
             }
         }
     };

@@ -182,6 +182,11 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
 
     let (warm_tx, warm_rx) = tokio::sync::mpsc::channel(1024);
     let warmer = tokio::spawn(metadata_warmer(archive.clone(), warm_rx, stop_rx.clone()));
+    let follower = tokio::spawn(ingest_follower(
+        archive.index().clone(),
+        warm_tx.clone(),
+        stop_rx.clone(),
+    ));
     let sweeper = tokio::spawn(ready_sweeper(
         archive.index().clone(),
         settings.store().study_quiet_period(),
@@ -191,6 +196,17 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let worklist = tokio::spawn(worklist_keeper(
         archive.index().clone(),
         worklist_policy.clone(),
+        stop_rx.clone(),
+    ));
+    let delivery = tokio::spawn(delivery_keeper(
+        archive.clone(),
+        dicom_scp::deliver::DeliveryConfig {
+            policy: settings.delivery_policy()?,
+            calling_ae: settings.ae_title.clone(),
+            institution: settings.report_institution.clone(),
+            font_paths: settings.report_fonts.clone(),
+            key_images: Some(std::sync::Arc::new(render_key_image)),
+        },
         stop_rx.clone(),
     ));
     let scp = dicom_scp::run_with_tls(
@@ -221,7 +237,9 @@ pub async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     a.context("DICOM listener failed")?;
     b.context("HTTP server failed")?;
     let _ = sweeper.await;
+    let _ = follower.await;
     let _ = worklist.await;
+    let _ = delivery.await;
     let _ = warmer.await;
     // Audit trail: the application stopped (after the last store in flight).
     let event = application_event(&settings, EventType::ApplicationStop, &started);
@@ -307,8 +325,8 @@ async fn wait_for_signal() {
     }
 }
 
-/// Marks studies ready after their quiet period, writing the outbox events, and hands each
-/// ready study to the metadata warmer.
+/// Marks studies ready after their quiet period, writing the outbox events (and waking the
+/// live feed), and hands each ready study to the metadata warmer.
 async fn ready_sweeper(
     index: Index,
     quiet: Duration,
@@ -323,6 +341,9 @@ async fn ready_sweeper(
         }
         match index.mark_ready_studies(quiet).await {
             Ok(ready) => {
+                if !ready.is_empty() {
+                    index.notify_events();
+                }
                 for s in ready {
                     tracing::info!(study = %s.study_instance_uid, instances = s.number_of_instances,
                         updated = s.updated, "study ready to read");
@@ -335,9 +356,61 @@ async fn ready_sweeper(
     }
 }
 
+/// Feeds the metadata warmer while studies arrive, not only once they are ready: every
+/// 250 ms the studies of the `instance_stored` events since the last look (read from the
+/// outbox, from its newest event at start) are sent once each, so a viewer that opens a
+/// study during or right after its transfer finds its metadata cached. The warmer builds
+/// only the instances not cached yet.
+async fn ingest_follower(
+    index: Index,
+    warm: tokio::sync::mpsc::Sender<String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    const BATCH: i64 = 5000;
+    let mut after = match index.last_event_id().await {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::warn!(error = %e, "metadata warmer: cannot read the outbox; warming at study ready only");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let mut studies = std::collections::BTreeSet::new();
+        loop {
+            match index.events_after(after, BATCH).await {
+                Ok(events) => {
+                    let n = events.len() as i64;
+                    for e in events {
+                        after = e.id;
+                        if e.kind == "instance_stored" {
+                            studies.insert(e.study_instance_uid);
+                        }
+                    }
+                    if n < BATCH {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metadata warmer: cannot read the outbox");
+                    break;
+                }
+            }
+        }
+        for study in studies {
+            // Best effort: when the warmer is behind, the first viewer builds it.
+            let _ = warm.try_send(study);
+        }
+    }
+}
+
 /// Keeps the worklist current: a task for every study that became ready (from the
 /// outbox, so none is missed across restarts), claims whose lease ran out released, and
-/// deadline escalations raised.
+/// deadline escalations raised. Whatever wrote outbox events wakes the live feed
+/// (`Index::notify_events`).
 async fn worklist_keeper(
     index: Index,
     policy: pacs_store::worklist::WorklistPolicy,
@@ -353,6 +426,9 @@ async fn worklist_keeper(
         loop {
             match index.route_ready_studies(&policy, now, BATCH).await {
                 Ok(routed) => {
+                    if !routed.created.is_empty() {
+                        index.notify_events();
+                    }
                     for id in &routed.created {
                         tracing::info!(task = id, "reading task created");
                     }
@@ -366,11 +442,16 @@ async fn worklist_keeper(
                 }
             }
         }
-        if let Err(e) = index.expire_leases(now).await {
-            tracing::error!(error = %e, "worklist: cannot release expired claims");
+        match index.expire_leases(now).await {
+            Ok(released) if !released.is_empty() => index.notify_events(),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "worklist: cannot release expired claims"),
         }
         match index.escalate_tasks(&policy, now).await {
             Ok((soon, overdue)) => {
+                if !soon.is_empty() || !overdue.is_empty() {
+                    index.notify_events();
+                }
                 for id in soon {
                     tracing::warn!(task = id, "reading task due soon");
                 }
@@ -382,11 +463,54 @@ async fn worklist_keeper(
         }
         match index.escalate_critical(now).await {
             Ok(reports) => {
+                if !reports.is_empty() {
+                    index.notify_events();
+                }
                 for id in reports {
                     tracing::warn!(report = id, "critical finding not acknowledged in time");
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot escalate critical findings"),
+        }
+    }
+}
+
+/// A key image of a report for its PDF: the frame as the viewer's renderer draws it, in
+/// the object's own window, as a JPEG.
+fn render_key_image(object: &[u8], frame: u32) -> Result<(Vec<u8>, u32, u32), String> {
+    use reading_workstation_api::render::{OutputFormat, RenderParams, render};
+    let params = RenderParams {
+        frame,
+        format: OutputFormat::Jpeg { quality: 90 },
+        ..RenderParams::default()
+    };
+    render(object, &params)
+        .map(|r| (r.bytes, r.width, r.height))
+        .map_err(|e| e.reason())
+}
+
+/// Sends signed reports to their clinics (`dicom_scp::deliver`): a round every second.
+async fn delivery_keeper(
+    archive: Archive,
+    config: dicom_scp::deliver::DeliveryConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut fonts = dicom_scp::deliver::FontCache::default();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        // A full batch: more may be due at once.
+        loop {
+            let attempted = dicom_scp::deliver::run_round(&archive, &config, &mut fonts).await;
+            if attempted > 0 {
+                // Their delivery_* events go to the live feed now.
+                archive.index().notify_events();
+            }
+            if (attempted as i64) < dicom_scp::deliver::BATCH || *stop.borrow() {
+                break;
+            }
         }
     }
 }
@@ -509,6 +633,7 @@ async fn load_demo(archive: &Archive, settings: &Settings, dicom_port: u16) -> a
         clinic_name: Some(reg.clinic_name.clone()),
         ae_title: Some(DEMO_AE_TITLE.into()),
         uploader: None,
+        archive_authored: false,
     };
     let s =
         crate::commands::import_paths(archive, std::slice::from_ref(&dir), &source, true).await?;

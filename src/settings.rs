@@ -75,6 +75,19 @@ pub struct Settings {
     /// start, mode 0600). Default `<data_dir>/report-signing.key`. Every node of a
     /// deployment needs the same file; back it up apart from the database.
     pub report_key_file: Option<PathBuf>,
+    /// The reading centre's name, written into the report documents (SR verifying
+    /// organisation, PDF header).
+    pub report_institution: String,
+    /// Font files (TrueType/OpenType) for the report PDFs, in order of preference per
+    /// character. Empty: DejaVu Sans and Droid Sans Fallback (CJK) from Debian's
+    /// fonts-dejavu-core and fonts-droid-fallback.
+    pub report_fonts: Vec<PathBuf>,
+    /// Wait after a failed delivery of a report to the clinic; doubled after each further
+    /// failure up to `delivery_retry_max_seconds`.
+    pub delivery_retry_seconds: u64,
+    pub delivery_retry_max_seconds: u64,
+    /// Attempts before a delivery is marked failed (an administrator can retry it).
+    pub delivery_max_attempts: u64,
 
     /// The web viewer's built files (`index.html` and `assets/`, from `npm run build` in
     /// viewer-web), served at `/`. Relative paths are from the working directory.
@@ -86,6 +99,7 @@ impl Default for Settings {
         let store = StoreConfig::default();
         let scp = dicom_scp::ScpConfig::default();
         let worklist = pacs_store::worklist::WorklistPolicy::default();
+        let delivery = pacs_store::reports::delivery::DeliveryPolicy::default();
         Settings {
             data_dir: store.data_dir,
             database_url: None,
@@ -119,6 +133,11 @@ impl Default for Settings {
             claim_lease_seconds: worklist.lease.as_secs(),
             critical_ack_minutes: worklist.critical_ack.as_secs() / 60,
             report_key_file: None,
+            report_institution: "Regional Imaging Centre".into(),
+            report_fonts: Vec::new(),
+            delivery_retry_seconds: delivery.retry_first.as_secs(),
+            delivery_retry_max_seconds: delivery.retry_max.as_secs(),
+            delivery_max_attempts: delivery.max_attempts as u64,
             viewer_dir: PathBuf::from(reading_workstation_api::viewer::DEFAULT_DIR),
         }
     }
@@ -158,6 +177,10 @@ const ENV_KEYS: &[&str] = &[
     "claim_lease_seconds",
     "critical_ack_minutes",
     "report_key_file",
+    "report_institution",
+    "delivery_retry_seconds",
+    "delivery_retry_max_seconds",
+    "delivery_max_attempts",
     "viewer_dir",
 ];
 const S3_ENV_KEYS: &[&str] = &[
@@ -279,6 +302,28 @@ impl Settings {
             routine: Duration::from_secs(routine * 60),
             lease: Duration::from_secs(self.claim_lease_seconds),
             critical_ack: Duration::from_secs(self.critical_ack_minutes.max(1) * 60),
+            ..Default::default()
+        })
+    }
+
+    /// Retries of report delivery.
+    pub fn delivery_policy(&self) -> anyhow::Result<pacs_store::reports::delivery::DeliveryPolicy> {
+        anyhow::ensure!(
+            self.delivery_retry_seconds >= 1
+                && self.delivery_retry_seconds <= self.delivery_retry_max_seconds,
+            "delivery_retry_seconds must be at least 1 and at most delivery_retry_max_seconds \
+             (got {} and {})",
+            self.delivery_retry_seconds,
+            self.delivery_retry_max_seconds
+        );
+        anyhow::ensure!(
+            self.delivery_max_attempts >= 1,
+            "delivery_max_attempts must be at least 1"
+        );
+        Ok(pacs_store::reports::delivery::DeliveryPolicy {
+            retry_first: Duration::from_secs(self.delivery_retry_seconds),
+            retry_max: Duration::from_secs(self.delivery_retry_max_seconds),
+            max_attempts: i64::try_from(self.delivery_max_attempts).unwrap_or(i64::MAX),
             ..Default::default()
         })
     }
