@@ -6,6 +6,16 @@ import { defineConfig } from 'vite';
 // inlined: no data: URIs for assets, no inline scripts.
 export default defineConfig({
   base: '/',
+  resolve: {
+    alias: [
+      // The loader's colour JPEG baseline decoder goes through a `data:` URL, which the CSP
+      // blocks: src/jpeg-baseline-color.ts does the same without one.
+      {
+        find: /^\.\/decodeJPEGBaseline8BitColor\.js$/,
+        replacement: decodeURIComponent(new URL('./src/jpeg-baseline-color.ts', import.meta.url).pathname),
+      },
+    ],
+  },
   build: {
     outDir: 'dist',
     assetsDir: 'assets',

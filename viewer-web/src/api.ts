@@ -75,6 +75,54 @@ async function send(path: string, init: RequestInit, what: string): Promise<Resp
   return res;
 }
 
+/** The headers of a request that changes state: JSON, and the session's CSRF token. */
+function writeHeaders(withBody: boolean): Record<string, string> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (withBody) headers['Content-Type'] = 'application/json';
+  if (csrfToken) headers['X-CSRF-Token'] = csrfToken;
+  return headers;
+}
+
+/**
+ * POST/PUT with an optional JSON body and the CSRF token; the JSON answer, or undefined
+ * for 204. `what` names the action for error messages ("saving the draft").
+ */
+export async function sendJson<T>(method: 'POST' | 'PUT' | 'DELETE', path: string, body: unknown, what: string): Promise<T | undefined> {
+  const init: RequestInit = { method, headers: writeHeaders(body !== undefined) };
+  if (body !== undefined) init.body = JSON.stringify(body);
+  let res: Response;
+  try {
+    res = await fetch(path, { credentials: 'same-origin', ...init });
+  } catch {
+    throw new ApiError(0, `The archive server cannot be reached while ${what}. Check the network and try again.`);
+  }
+  if (!res.ok) {
+    const why = await reason(res);
+    throw new ApiError(res.status, describeWrite(res.status, what, why));
+  }
+  if (res.status === 204) return undefined;
+  return (await res.json()) as T;
+}
+
+function describeWrite(status: number, what: string, why: string | undefined): string {
+  const because = why ? `: ${why}` : '';
+  switch (status) {
+    case 401:
+      return `You are not logged in, or your session has ended${because}.`;
+    case 403:
+      return `You are not allowed to do this (${what})${because}.`;
+    case 404:
+      return `${capitalise(what)} failed: not found, or not yours${because}.`;
+    case 409:
+      return `${capitalise(what)} failed${because}.`;
+    case 400:
+      return `${capitalise(what)} was refused${because}.`;
+    default:
+      if (status >= 500) return `The archive server failed while ${what} (HTTP ${status})${because}.`;
+      return `${capitalise(what)} failed (HTTP ${status})${because}.`;
+  }
+}
+
 /** GET a JSON answer. */
 export async function getJson<T>(path: string, what: string, accept = 'application/json'): Promise<T> {
   const res = await send(path, { headers: { Accept: accept } }, what);
@@ -124,8 +172,7 @@ export async function login(username: string, password: string): Promise<Me> {
 
 /** POST /api/logout (with the CSRF token the session needs). */
 export async function logout(): Promise<void> {
-  const headers: Record<string, string> = { Accept: 'application/json' };
-  if (csrfToken) headers['X-CSRF-Token'] = csrfToken;
+  const headers = writeHeaders(false);
   try {
     await send('/api/logout', { method: 'POST', headers }, 'the logout');
   } finally {

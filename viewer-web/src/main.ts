@@ -1,34 +1,47 @@
-// The viewer's pages: log in, the studies you may see, one study's series in the stack
-// viewer. Routes live in the URL fragment (`#/study/<uid>/series/<uid>`) so that the
-// archive serves one index.html at `/` and nothing else outside /assets.
+// The viewer's pages: log in, then the landing page of the role — the worklist for
+// radiologists (worklist.ts, reading view in reading.ts), the clinic portal for clinic
+// users (portal.ts) — and for everyone the studies they may see and one study's series in
+// the stack viewer. Routes live in the URL fragment (router.ts) so that the archive serves
+// one index.html at `/` and nothing else outside /assets.
 
 import './style.css';
 
+import { adminPage } from './admin';
 import { ApiError, type Me, getDicomJson, login, logout, me } from './api';
-import { type DicomJson, Tag, date, isUid, num, personName, text, texts } from './dicom';
+import { type DicomJson, Tag, date, personName, text, texts } from './dicom';
 import { h, message, replace } from './dom';
-import { type StackState, StackViewer, loadSeriesImageIds } from './viewer';
+import { live } from './live';
+import { clearMessages, clearNotices } from './messages';
+import type { PageContext } from './page';
+import { portalPage } from './portal';
+import { studyReports, taskHints } from './reading-api';
+import { readingPage } from './reading';
+import { type Route, landing, navLinks, parseRoute } from './router';
+import { destroyViewer, stackPanel } from './stack-panel';
+import { worklistPage } from './worklist';
 
 const app = document.getElementById('app') as HTMLElement;
 const userBox = document.getElementById('user') as HTMLElement;
+const nav = document.getElementById('nav') as HTMLElement;
 
 let current: Me | null = null;
-let viewer: StackViewer | undefined;
+/** Clean-up of the page shown (timers, subscriptions, key handlers). */
+let leaving: Array<() => void> = [];
 
-type Route = { page: 'studies' } | { page: 'study'; study: string; series?: string };
-
-function parseRoute(hash: string): Route {
-  const parts = hash.replace(/^#\/?/, '').split('/').filter(Boolean);
-  if (parts[0] === 'study' && parts[1] && isUid(parts[1])) {
-    if (parts[2] === 'series' && parts[3] && isUid(parts[3])) return { page: 'study', study: parts[1], series: parts[3] };
-    return { page: 'study', study: parts[1] };
+function leavePage(): void {
+  for (const fn of leaving.splice(0).reverse()) {
+    try {
+      fn();
+    } catch {
+      // A page's clean-up failing must not keep the next page from showing.
+    }
   }
-  return { page: 'studies' };
 }
 
 /** The session ended (expired, logged out elsewhere): back to the login form. */
 function sessionEnded(): void {
   current = null;
+  live.stop();
   void render().then(() => {
     const status = document.getElementById('login-status');
     if (status) replace(status, errorBox('Your session has ended: log in again.'));
@@ -49,19 +62,29 @@ function errorBox(text: string): HTMLElement {
   return h('p', { class: 'error', attrs: { role: 'alert' } }, text);
 }
 
-function showUser(): void {
+function showUser(route: Route | undefined): void {
   if (!current) {
     replace(userBox);
+    replace(nav);
     return;
   }
+  const page = route?.page === 'read' ? 'worklist' : route?.page === 'study' ? 'studies' : route?.page;
+  replace(
+    nav,
+    ...navLinks(current).map(([href, label, p]) =>
+      h('a', { attrs: { href, ...(p === page ? { 'aria-current': 'page' } : {}) }, data: { page: p } }, label),
+    ),
+  );
   const out = h('button', { attrs: { type: 'button' } }, 'Log out');
   out.addEventListener('click', () => {
     logout()
       .catch(() => undefined)
       .finally(() => {
         current = null;
-        location.hash = '#/';
-        render();
+        live.stop();
+        clearMessages();
+        history.replaceState(null, '', '#/');
+        void render();
       });
   });
   const clinic = current.clinic ? `, ${current.clinic}` : '';
@@ -98,7 +121,9 @@ function loginPage(): void {
       .then((m) => {
         current = m;
         password.value = '';
-        render();
+        // The landing page of the role, whatever address the login form was shown at.
+        history.replaceState(null, '', '#/');
+        void render();
       })
       .catch((e: unknown) => {
         replace(status, errorBox(message(e)));
@@ -115,7 +140,8 @@ function loginPage(): void {
 // ---------------------------------------------------------------------------------------
 // Studies
 
-async function studiesPage(isCurrent: () => boolean): Promise<void> {
+async function studiesPage(ctx: PageContext): Promise<void> {
+  const isCurrent = ctx.isCurrent;
   const status = h('p', { class: 'status' }, 'Loading the studies…');
   replace(app, h('h1', {}, 'Studies'), status);
   let studies: DicomJson[];
@@ -152,34 +178,51 @@ async function studiesPage(isCurrent: () => boolean): Promise<void> {
 // ---------------------------------------------------------------------------------------
 // One study
 
-/** Series that hold no images to scroll through. */
-const NON_IMAGE_MODALITIES = new Set(['SR', 'DOC', 'KO', 'PR', 'SEG', 'RTSTRUCT']);
-
-async function studyPage(study: string, wanted: string | undefined, isCurrent: () => boolean): Promise<void> {
+async function studyPage(ctx: PageContext, study: string, wanted: string | undefined): Promise<void> {
   const title = h('h1', { id: 'patient-name' }, '');
   const facts = h('p', { id: 'study-facts', class: 'status' }, 'Loading the study…');
-  const seriesList = h('nav', { id: 'series', attrs: { 'aria-label': 'Series' } });
-  const element = h('div', { id: 'viewport', attrs: { tabindex: '0', 'aria-label': 'Image viewer' } });
-  const overlayPos = h('span', { id: 'slice' });
-  const overlayVoi = h('span', { id: 'voi' });
-  const reset = h('button', { attrs: { type: 'button' } }, 'Reset window');
-  const viewStatus = h('div', { id: 'view-status', attrs: { 'aria-live': 'polite' } });
-  const viewerBox = h(
-    'section',
-    { id: 'viewer', data: { state: 'idle' } },
-    element,
-    h('div', { class: 'overlay' }, overlayPos, overlayVoi, reset),
-    viewStatus,
-  );
+  const stack = stackPanel({
+    isCurrent: ctx.isCurrent,
+    sessionEnded: ctx.sessionEnded,
+    seriesHref: (series) => `#/study/${study}/series/${series}`,
+    // The address follows the series picked, without reloading the page.
+    onSeries: (series) => history.replaceState(null, '', `#/study/${study}/series/${series}`),
+  });
+  ctx.onLeave(destroyViewer);
+  const reports = h('p', { id: 'study-reports', class: 'status' });
   replace(
     app,
-    h('p', {}, h('a', { attrs: { href: '#/' } }, '← All studies')),
+    h('p', {}, h('a', { attrs: { href: '#/studies' } }, '← All studies')),
     title,
     facts,
-    h('div', { class: 'study' }, seriesList, viewerBox),
+    reports,
+    h('div', { class: 'study' }, stack.seriesList, stack.viewerBox),
   );
-
-  let seriesRows: DicomJson[];
+  // The study's reports, where they are read or amended: the reading view for
+  // radiologists (a signed one takes addenda there), the portal for clinic users.
+  if (ctx.me.role === 'radiologist' || ctx.me.role === 'township-doctor' || ctx.me.role === 'clinician') {
+    studyReports(study)
+      .then((found) => {
+        if (!ctx.isCurrent() || found.reports.length === 0) return;
+        const links = found.reports.map((r) => {
+          if (r.state !== 'draft') taskHints.set(r.task_id, 'done');
+          return h(
+            'a',
+            {
+              attrs: {
+                href: ctx.me.role === 'radiologist' ? `#/read/${r.task_id}/${study}` : `#/portal/study/${study}`,
+              },
+              data: { report: String(r.id) },
+            },
+            `Report ${r.state === 'final' ? 'signed' : r.state} by ${r.author}`,
+          );
+        });
+        replace(reports, ...links.flatMap((l, i) => (i > 0 ? [' · ', l] : [l])));
+      })
+      .catch((e: unknown) => {
+        if (ctx.isCurrent()) failed(reports, e);
+      });
+  }
   try {
     const [studyRow] = await getDicomJson(`/dicom-web/studies?StudyInstanceUID=${study}`, 'this study');
     if (!studyRow) throw new ApiError(404, 'This study was not found, or you may not see it.');
@@ -195,79 +238,12 @@ async function studyPage(study: string, wanted: string | undefined, isCurrent: (
         .filter(Boolean)
         .join(' · '),
     );
-    seriesRows = await getDicomJson(`/dicom-web/studies/${study}/series`, 'the series of this study');
   } catch (e) {
-    if (isCurrent()) failed(facts, e);
+    failed(facts, e);
     return;
   }
-  if (!isCurrent()) return;
-  seriesRows.sort((a, b) => (num(a, Tag.SeriesNumber) ?? 0) - (num(b, Tag.SeriesNumber) ?? 0));
-  const images = seriesRows.filter((s) => !NON_IMAGE_MODALITIES.has(text(s, Tag.Modality)));
-  const chosen =
-    (wanted && seriesRows.find((s) => text(s, Tag.SeriesInstanceUID) === wanted)) || images[0] || seriesRows[0];
-  for (const s of seriesRows) {
-    const uid = text(s, Tag.SeriesInstanceUID);
-    const label = [
-      text(s, Tag.Modality),
-      text(s, Tag.SeriesNumber) && `#${text(s, Tag.SeriesNumber)}`,
-      text(s, Tag.SeriesDescription),
-      `(${text(s, Tag.NumberOfSeriesRelatedInstances) || '?'})`,
-    ]
-      .filter(Boolean)
-      .join(' ');
-    const link = h('a', { attrs: { href: `#/study/${study}/series/${uid}` }, data: { series: uid } }, label);
-    if (s === chosen) link.setAttribute('aria-current', 'true');
-    seriesList.appendChild(link);
-  }
-  if (!chosen) {
-    viewerBox.dataset.state = 'error';
-    viewerBox.dataset.series = '';
-    replace(viewStatus, errorBox('This study has no series.'));
-    return;
-  }
-
-  const showState = (s: StackState) => {
-    viewerBox.dataset.index = String(s.index);
-    viewerBox.dataset.count = String(s.count);
-    replace(overlayPos, s.count > 0 ? `Image ${s.index + 1} / ${s.count}` : '');
-    if (s.windowWidth !== undefined && s.windowCenter !== undefined) {
-      viewerBox.dataset.voi = `${Math.round(s.windowWidth)}/${Math.round(s.windowCenter)}`;
-      replace(overlayVoi, `W ${Math.round(s.windowWidth)} L ${Math.round(s.windowCenter)}`);
-    }
-  };
-  const showError = (text: string) => {
-    viewerBox.dataset.state = 'error';
-    replace(viewStatus, errorBox(text));
-  };
-  viewer?.destroy();
-  viewer = new StackViewer(element, showState, showError);
-  reset.addEventListener('click', () => viewer?.reset());
-
-  viewerBox.dataset.state = 'loading';
-  viewerBox.dataset.series = text(chosen, Tag.SeriesInstanceUID);
-  replace(viewStatus, 'Loading the images…');
-  try {
-    const imageIds = await loadSeriesImageIds(study, text(chosen, Tag.SeriesInstanceUID));
-    if (!isCurrent()) return;
-    if (imageIds.length === 0) {
-      showError('This series has no images to show (it may be a report or a document).');
-      return;
-    }
-    await viewer.show(imageIds);
-    if (!isCurrent()) return;
-    if (viewerBox.dataset.state === 'loading') {
-      viewerBox.dataset.state = 'ready';
-      replace(viewStatus, 'Scroll with the mouse wheel or the arrow keys; drag to change the window.');
-    }
-    element.focus();
-  } catch (e) {
-    if (!isCurrent()) return;
-    if (e instanceof ApiError && e.status === 401) {
-      sessionEnded();
-      return;
-    }
-    showError(message(e));
-  }
+  if (!ctx.isCurrent()) return;
+  await stack.load(study, wanted);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -276,6 +252,8 @@ let generation = 0;
 
 async function render(): Promise<void> {
   const mine = ++generation;
+  leavePage();
+  clearNotices();
   if (!current) {
     try {
       current = await me();
@@ -285,21 +263,46 @@ async function render(): Promise<void> {
     }
     if (mine !== generation) return;
   }
-  showUser();
   if (!current) {
-    viewer?.destroy();
-    viewer = undefined;
+    showUser(undefined);
+    destroyViewer();
+    live.stop();
     loginPage();
     return;
   }
-  const route = parseRoute(location.hash);
-  const isCurrent = () => mine === generation;
-  if (route.page === 'study') {
-    await studyPage(route.study, route.series, isCurrent);
-  } else {
-    viewer?.destroy();
-    viewer = undefined;
-    await studiesPage(isCurrent);
+  let route = parseRoute(location.hash);
+  if (route.page === 'home') route = landing(current);
+  showUser(route);
+  live.start();
+  const ctx: PageContext = {
+    app,
+    me: current,
+    isCurrent: () => mine === generation,
+    sessionEnded,
+    onLeave: (fn) => {
+      if (mine === generation) leaving.push(fn);
+      else fn();
+    },
+  };
+  delete app.dataset.page;
+  switch (route.page) {
+    case 'worklist':
+      await worklistPage(ctx, route.view);
+      break;
+    case 'read':
+      await readingPage(ctx, route.task, route.study);
+      break;
+    case 'portal':
+      await portalPage(ctx, route.study);
+      break;
+    case 'study':
+      await studyPage(ctx, route.study, route.series);
+      break;
+    case 'admin':
+      await adminPage(ctx, route.section);
+      break;
+    default:
+      await studiesPage(ctx);
   }
 }
 

@@ -18,13 +18,14 @@
 
 import { chromium } from 'playwright-core';
 
+import { canvasStats, launchOptions, viewerState, waitForChange, waitForPicture, waitUntil, watch } from './page-watch.mjs';
+
 const [base, username, password, studyUid, screenshot, seriesUid] = process.argv.slice(2);
 if (!base || !username || !password || !studyUid || !screenshot) {
   console.error('usage: display-study.mjs BASE_URL USER PASSWORD STUDY_UID SCREENSHOT.png [SERIES_UID]');
   process.exit(2);
 }
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const STEP_MS = 60_000;
 
 const report = {
@@ -43,114 +44,9 @@ const report = {
   screenshot,
 };
 
-/** Pixel statistics of the viewport's canvas: what a person would see change. */
-async function canvasStats(page) {
-  return page.evaluate(() => {
-    const canvas = document.querySelector('#viewport canvas');
-    if (!canvas || canvas.width === 0 || canvas.height === 0) return null;
-    const w = canvas.width;
-    const hgt = canvas.height;
-    const scratch = document.createElement('canvas');
-    scratch.width = w;
-    scratch.height = hgt;
-    const ctx = scratch.getContext('2d', { willReadFrequently: true });
-    ctx.drawImage(canvas, 0, 0);
-    const px = ctx.getImageData(0, 0, w, hgt).data;
-    let sum = 0;
-    let sumSq = 0;
-    let nonBlack = 0;
-    const levels = new Set();
-    const n = w * hgt;
-    for (let i = 0; i < px.length; i += 4) {
-      const g = (px[i] + px[i + 1] + px[i + 2]) / 3;
-      sum += g;
-      sumSq += g * g;
-      if (g > 8) nonBlack++;
-      levels.add(Math.round(g));
-    }
-    const mean = sum / n;
-    // A 16×16 grid of mean grey levels: two renderings of the same image agree here, two
-    // different slices or windows do not.
-    const grid = [];
-    const cells = 16;
-    for (let gy = 0; gy < cells; gy++) {
-      for (let gx = 0; gx < cells; gx++) {
-        let s = 0;
-        let c = 0;
-        const x0 = Math.floor((gx * w) / cells);
-        const x1 = Math.floor(((gx + 1) * w) / cells);
-        const y0 = Math.floor((gy * hgt) / cells);
-        const y1 = Math.floor(((gy + 1) * hgt) / cells);
-        for (let y = y0; y < y1; y += 2) {
-          for (let x = x0; x < x1; x += 2) {
-            const i = (y * w + x) * 4;
-            s += (px[i] + px[i + 1] + px[i + 2]) / 3;
-            c++;
-          }
-        }
-        grid.push(c ? Math.round(s / c) : 0);
-      }
-    }
-    return {
-      width: w,
-      height: hgt,
-      mean,
-      stddev: Math.sqrt(Math.max(0, sumSq / n - mean * mean)),
-      nonBlackFraction: nonBlack / n,
-      distinctLevels: levels.size,
-      grid,
-    };
-  });
-}
-
-async function viewerState(page) {
-  return page.evaluate(() => {
-    const v = document.querySelector('#viewer');
-    if (!v) return null;
-    return {
-      state: v.dataset.state ?? null,
-      series: v.dataset.series ?? null,
-      index: v.dataset.index === undefined ? null : Number(v.dataset.index),
-      count: v.dataset.count === undefined ? null : Number(v.dataset.count),
-      voi: v.dataset.voi ?? null,
-      slice: document.querySelector('#slice')?.textContent ?? '',
-      window: document.querySelector('#voi')?.textContent ?? '',
-      status: document.querySelector('#view-status')?.textContent ?? '',
-    };
-  });
-}
-
 /** Waits until `pred(state)` holds, or STEP_MS; returns the last state either way. */
-async function waitForState(page, pred) {
-  const deadline = Date.now() + STEP_MS;
-  let s = await viewerState(page);
-  while (!(s && pred(s)) && Date.now() < deadline) {
-    await page.waitForTimeout(100);
-    s = await viewerState(page);
-  }
-  return s;
-}
-
-/** Waits until the canvas shows something (not one uniform colour), or STEP_MS. */
-async function waitForPicture(page) {
-  const deadline = Date.now() + STEP_MS;
-  let st = await canvasStats(page);
-  while (!(st && st.stddev > 1) && Date.now() < deadline) {
-    await page.waitForTimeout(200);
-    st = await canvasStats(page);
-  }
-  return st;
-}
-
-/** Waits until the canvas differs from `before` (the grid), or a few seconds. */
-async function waitForChange(page, before) {
-  const deadline = Date.now() + 10_000;
-  let st = await canvasStats(page);
-  while (st && before && JSON.stringify(st.grid) === JSON.stringify(before.grid) && Date.now() < deadline) {
-    await page.waitForTimeout(100);
-    st = await canvasStats(page);
-  }
-  return st;
+function waitForState(page, pred) {
+  return waitUntil(page, () => viewerState(page), (s) => s && pred(s), STEP_MS);
 }
 
 async function step(page, name, before) {
@@ -162,56 +58,12 @@ async function step(page, name, before) {
 let browser;
 let exitCode = 0;
 try {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    // WebGL through SwiftShader (software), as a machine without a GPU has it: Cornerstone
-    // renders on its GPU path then, as on a workstation.
-    args: ['--enable-unsafe-swiftshader', '--use-angle=swiftshader', '--ignore-gpu-blocklist'],
-  });
+  browser = await chromium.launch(launchOptions());
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, locale: 'en-GB' });
   const page = await context.newPage();
   page.setDefaultTimeout(STEP_MS);
 
-  page.on('response', (res) => {
-    const req = res.request();
-    report.requests.push({
-      method: req.method(),
-      url: res.url(),
-      status: res.status(),
-      contentType: res.headers()['content-type'] ?? null,
-      accept: req.headers()['accept'] ?? null,
-    });
-  });
-  page.on('requestfailed', (req) => {
-    report.requests.push({ method: req.method(), url: req.url(), status: 0, failure: req.failure()?.errorText ?? '' });
-  });
-  page.on('console', (msg) => {
-    report.console.push({ from: 'page', type: msg.type(), text: msg.text(), url: msg.location()?.url ?? '' });
-  });
-  page.on('worker', (worker) => {
-    worker.on('console', (msg) =>
-      report.console.push({ from: 'worker', type: msg.type(), text: msg.text(), url: msg.location()?.url ?? '' }),
-    );
-  });
-  page.on('pageerror', (err) => report.pageErrors.push(String(err && err.stack ? err.stack : err)));
-  page.on('dialog', async (dialog) => {
-    report.dialogs.push({ type: dialog.type(), message: dialog.message() });
-    await dialog.dismiss().catch(() => {});
-  });
-  // Violations are events in the page (and console errors, recorded above).
-  await page.exposeFunction('__reportCspViolation', (v) => report.cspViolations.push(v));
-  await page.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => {
-      window.__reportCspViolation({
-        directive: e.effectiveDirective,
-        blocked: e.blockedURI,
-        source: e.sourceFile,
-        line: e.lineNumber,
-        sample: e.sample,
-      });
-    });
-  });
+  await watch(page, report);
 
   await page.goto(new URL('/', base).toString(), { waitUntil: 'load' });
   report.webgl = await page.evaluate(() => {
@@ -233,6 +85,9 @@ try {
   await page.fill('#password', password);
   await page.click('form#login button[type=submit]');
 
+  // The landing page depends on the role (a clinic user's is the portal): the study list
+  // is one click away in the top bar.
+  await page.locator('#nav a[data-page="studies"]').click();
   // The study list: what it shows as names, and that no markup from the data became elements.
   await page.locator('table#studies').waitFor();
   report.studyList = await page.$$eval('table#studies tbody tr', (rows) =>

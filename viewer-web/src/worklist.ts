@@ -1,0 +1,264 @@
+// The radiologist's worklist (`GET /api/worklist`): tabs mine / pool / overdue, one row
+// per task with its priority (coloured), the deadline counting down (red once overdue),
+// clinic, modality, patient, study and state. Arrow keys move the selection, Enter or a
+// click opens the task in the reading view; pool tasks can be claimed. The list follows
+// the live feed (task and report events) and is re-read every 30 s besides.
+
+import { ApiError } from './api';
+import { h, message, replace } from './dom';
+import { countdown, dicomDate, personNameText, priorityText } from './format';
+import { type LiveEvent, live } from './live';
+import { notify } from './messages';
+import { type PageContext, errorBox, failed } from './page';
+import { type WorklistItem, type WorklistView, claim, taskHints, worklist } from './reading-api';
+
+type Tab = Exclude<WorklistView, 'all'>;
+const TABS: [Tab, string][] = [
+  ['mine', 'Mine'],
+  ['pool', 'Pool'],
+  ['overdue', 'Overdue'],
+];
+
+/** Events after which the worklist is read again. */
+function touchesWorklist(e: LiveEvent): boolean {
+  return (
+    e.kind.startsWith('task_') ||
+    e.kind === 'report_signed' ||
+    e.kind === 'study_ready' ||
+    e.kind === 'study_updated'
+  );
+}
+
+export function liveIndicator(ctx: PageContext): HTMLElement {
+  const el = h('span', { id: 'live-status', class: 'live', data: { status: 'off' } });
+  const off = live.onStatus((s) => {
+    el.dataset.status = s;
+    replace(el, s === 'live' ? '● Live' : s === 'off' ? '' : '○ Reconnecting…');
+    el.title = s === 'live' ? 'Updates arrive as they happen' : 'The live updates are reconnecting';
+  });
+  ctx.onLeave(off);
+  return el;
+}
+
+export async function worklistPage(ctx: PageContext, view: Tab): Promise<void> {
+  const counts = new Map<Tab, HTMLElement>();
+  const tabs = h(
+    'div',
+    { class: 'tabs', attrs: { role: 'tablist', 'aria-label': 'Worklists' } },
+    ...TABS.map(([v, label]) => {
+      const count = h('span', { class: 'count' }, '');
+      counts.set(v, count);
+      return h(
+        'a',
+        {
+          class: 'tab',
+          attrs: { role: 'tab', href: `#/worklist/${v}`, 'aria-selected': v === view ? 'true' : 'false' },
+          data: { view: v },
+        },
+        label,
+        ' ',
+        count,
+      );
+    }),
+  );
+  const status = h('div', { id: 'worklist-status', class: 'status', attrs: { 'aria-live': 'polite' } }, 'Loading the worklist…');
+  const body = h('tbody');
+  const columns = ['Priority', 'Due in', 'Clinic', 'Modality', 'Patient', 'Study', 'Date', 'State'];
+  if (view === 'pool') columns.push('');
+  const head = columns.map((t) =>
+    h('th', { attrs: { scope: 'col' } }, t),
+  );
+  const table = h(
+    'table',
+    { id: 'worklist', class: 'worklist', data: { view }, attrs: { 'aria-label': `Worklist: ${view}` } },
+    h('thead', {}, h('tr', {}, ...head)),
+    body,
+  );
+  replace(
+    ctx.app,
+    h('div', { class: 'page-head' }, h('h1', {}, 'Worklist'), liveIndicator(ctx)),
+    tabs,
+    status,
+    table,
+    h('p', { class: 'hint' }, '↑/↓ select a task, Enter opens it. Pool tasks: Claim takes one into your list.'),
+  );
+
+  let items: WorklistItem[] = [];
+  let selected = 0;
+
+  const rows = (): HTMLTableRowElement[] => Array.from(body.querySelectorAll('tr'));
+  const select = (i: number, focus = true) => {
+    const all = rows();
+    if (all.length === 0) return;
+    selected = Math.max(0, Math.min(all.length - 1, i));
+    all.forEach((r, j) => r.setAttribute('aria-selected', j === selected ? 'true' : 'false'));
+    if (focus) all[selected].focus();
+  };
+  const open = (item: WorklistItem) => {
+    taskHints.set(item.task_id, item);
+    location.hash = `#/read/${item.task_id}/${item.study_instance_uid}`;
+  };
+
+  const tick = () => {
+    const now = Date.now();
+    for (const el of body.querySelectorAll<HTMLElement>('.countdown')) {
+      const c = countdown(Number(el.dataset.due), now);
+      el.textContent = c.text;
+      el.classList.toggle('overdue', c.overdue);
+    }
+  };
+
+  const claimButton = (item: WorklistItem) => {
+    const b = h('button', { class: 'claim', attrs: { type: 'button' } }, 'Claim');
+    b.addEventListener('click', (evt) => {
+      evt.stopPropagation();
+      b.disabled = true;
+      claim(item.task_id)
+        .then(() => {
+          notify(`Claimed: ${personNameText(item.patient_name) || item.patient_id}. It is in your list now.`, 'success');
+          void refresh();
+        })
+        .catch((e: unknown) => {
+          b.disabled = false;
+          if (e instanceof ApiError && e.status === 401) ctx.sessionEnded();
+          else notify(message(e), 'error');
+        });
+    });
+    return b;
+  };
+
+  const row = (item: WorklistItem) => {
+    const name = personNameText(item.patient_name) || '(no name)';
+    const stateText =
+      item.state === 'claimed'
+        ? item.claimed_by === ctx.me.username
+          ? 'claimed by you'
+          : `claimed by ${item.claimed_by ?? 'someone'}`
+        : item.assigned_to
+          ? item.kind === 'read'
+            ? 'to read'
+            : item.kind.replace(/[-_]/g, ' ')
+          : 'in the pool';
+    const c = countdown(item.due_at, Date.now());
+    const tr = h(
+      'tr',
+      {
+        class: `priority-${item.priority}${item.overdue ? ' is-overdue' : ''}`,
+        attrs: { tabindex: '-1', 'aria-selected': 'false' },
+        data: { task: String(item.task_id), study: item.study_instance_uid, priority: item.priority },
+      },
+      h('td', {}, h('span', { class: `badge priority priority-${item.priority}` }, priorityText(item.priority))),
+      h(
+        'td',
+        {},
+        h('span', { class: `countdown${c.overdue ? ' overdue' : ''}`, data: { due: String(item.due_at) } }, c.text),
+      ),
+      h('td', {}, item.clinic ?? ''),
+      h('td', {}, item.modalities.join(', ')),
+      h('td', { class: 'patient-name' }, h('span', {}, name), h('span', { class: 'sub' }, item.patient_id)),
+      h('td', {}, item.study_description ?? ''),
+      h('td', { class: 'nowrap' }, dicomDate(item.study_date)),
+      h('td', { class: 'state' }, stateText),
+      view === 'pool' ? h('td', { class: 'actions' }, item.state === 'open' ? claimButton(item) : null) : null,
+    );
+    tr.addEventListener('click', () => open(item));
+    return tr;
+  };
+
+  body.addEventListener('keydown', (evt) => {
+    const key = evt.key;
+    if (key === 'ArrowDown' || key === 'j') select(selected + 1);
+    else if (key === 'ArrowUp' || key === 'k') select(selected - 1);
+    else if (key === 'Home') select(0);
+    else if (key === 'End') select(items.length - 1);
+    else if (key === 'Enter') {
+      const item = items[selected];
+      if (item) open(item);
+    } else return;
+    evt.preventDefault();
+  });
+  body.addEventListener('focusin', (evt) => {
+    const i = rows().indexOf(evt.target as HTMLTableRowElement);
+    if (i >= 0 && i !== selected) select(i, false);
+  });
+
+  let first = true;
+  let loading: Promise<void> | undefined;
+  let again = false;
+  async function refresh(): Promise<void> {
+    if (loading) {
+      again = true;
+      return loading;
+    }
+    loading = (async () => {
+      try {
+        const [mine, pool, overdue] = await Promise.all(TABS.map(([v]) => worklist(v)));
+        if (!ctx.isCurrent()) return;
+        const byView: Record<Tab, WorklistItem[]> = { mine, pool, overdue };
+        for (const [v] of TABS) replace(counts.get(v)!, `(${byView[v].length})`);
+        const focusedTask = (document.activeElement as HTMLElement | null)?.dataset?.task;
+        const keep = items[selected]?.task_id;
+        items = byView[view];
+        replace(body, ...items.map(row));
+        table.dataset.count = String(items.length);
+        if (items.length === 0) {
+          replace(
+            status,
+            view === 'mine'
+              ? 'No tasks for you right now. New studies appear here as they arrive.'
+              : view === 'pool'
+                ? 'The pool is empty.'
+                : 'Nothing is overdue.',
+          );
+        } else {
+          replace(status, `${items.length} task${items.length === 1 ? '' : 's'}.`);
+        }
+        const at = keep === undefined ? 0 : Math.max(0, items.findIndex((i) => i.task_id === keep));
+        // Focus the list on first load (arrow keys and Enter work at once), and keep it
+        // focused across live refreshes; never steal the focus from elsewhere.
+        select(at, first || focusedTask !== undefined);
+        first = false;
+      } catch (e) {
+        if (!ctx.isCurrent()) return;
+        if (e instanceof ApiError && e.status === 401) {
+          ctx.sessionEnded();
+          return;
+        }
+        replace(status, errorBox(message(e)));
+      }
+    })();
+    try {
+      await loading;
+    } finally {
+      loading = undefined;
+      if (again && ctx.isCurrent()) {
+        again = false;
+        void refresh();
+      }
+    }
+  }
+
+  let pending: number | undefined;
+  const off = live.subscribe((e) => {
+    if (!touchesWorklist(e)) return;
+    if (e.kind === 'task_created') notify('A new study arrived on the worklist.', 'info');
+    if (pending !== undefined) return;
+    pending = window.setTimeout(() => {
+      pending = undefined;
+      void refresh();
+    }, 250);
+  });
+  const ticker = window.setInterval(tick, 1000);
+  const poll = window.setInterval(() => void refresh(), 30_000);
+  ctx.onLeave(() => {
+    off();
+    window.clearInterval(ticker);
+    window.clearInterval(poll);
+    if (pending !== undefined) window.clearTimeout(pending);
+  });
+  try {
+    await refresh();
+  } catch (e) {
+    failed(ctx, status, e);
+  }
+}
