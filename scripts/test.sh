@@ -3,10 +3,11 @@
 #   1. installs what the build and tests need when missing: dcmtk, PostgreSQL, OpenJPEG
 #      tools, curl, cmake and g++ (CharLS, the JPEG-LS decoder of the rendering, is C++
 #      built by cmake), rsyslog with its TLS driver, Chromium and a CJK font for the
-#      browser tests, Node.js and npm (Debian packages), pynetdicom + pydicom +
-#      dicomweb-client (PyPI), Garage (crates.io, built once and cached in ~/.cargo/bin:
-#      ~15-20 min the first time); builds the web viewer (viewer-web: `npm ci`, then
-#      `npm run build`, which type-checks and bundles it into viewer-web/dist);
+#      browser tests, DejaVu Sans and poppler-utils for the report PDF tests, Node.js
+#      and npm (Debian packages), pynetdicom + pydicom + dicomweb-client (PyPI), Garage
+#      (crates.io, built once and cached in ~/.cargo/bin: ~15-20 min the first time);
+#      builds the web viewer (viewer-web: `npm ci`, then `npm run build`, which
+#      type-checks and bundles it into viewer-web/dist);
 #   2. starts a private PostgreSQL and a single-node Garage on free loopback ports;
 #   3. runs formatting and lint checks, then every test (unit, contract, end-to-end);
 #   4. stops what it started.
@@ -39,6 +40,10 @@ command -v g++ >/dev/null || need_apt+=(g++)
 # browser downloaded by Playwright), and a font with Chinese glyphs for the screenshots.
 [[ -x /usr/bin/chromium ]] || need_apt+=(chromium)
 [[ -f /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ]] || need_apt+=(fonts-droid-fallback)
+# The report PDFs (pacs-store reports::pdf): DejaVu Sans for Latin text beside the CJK font
+# above; poppler-utils (pdftotext, pdfinfo, pdffonts, pdfimages) reads them back in the tests.
+[[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || need_apt+=(fonts-dejavu-core)
+command -v pdftotext >/dev/null || need_apt+=(poppler-utils)
 # Node.js and npm build the viewer and run the browser script.
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)

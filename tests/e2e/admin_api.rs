@@ -391,3 +391,117 @@ fn admin_api_manages_users_and_tokens() {
         assert!(t.commands_printing(secret_text).is_empty());
     }
 }
+
+/// The dashboard is for administrators: 401 without credentials, 403 for anyone else
+/// (audited as a refusal), 400 with a reason for bad parameters; its numbers come from the
+/// archive (here: the studies imported today). The audit search pages and filters by study.
+#[test]
+fn dashboard_is_for_administrators_only() {
+    let archive = TestArchive::new(Backend::SqliteFiles);
+    archive.add_clinic("Lake Clinic", "LAKE_US", None);
+    for (user, role) in [("chief", "admin"), ("reader", "radiologist")] {
+        let out = archive.pacs_with_stdin(
+            &[
+                "user",
+                "add",
+                "--username",
+                user,
+                "--role",
+                role,
+                "--password-stdin",
+            ],
+            format!("{ADMIN_PW}\n").as_bytes(),
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    let ct = sample_dir().join("ct_01.dcm");
+    archive.pacs_ok(&[
+        "import",
+        "--quiet",
+        "--clinic",
+        "Lake Clinic",
+        &ct.display().to_string(),
+    ]);
+    let server = archive.start();
+    let port = server.http_port;
+
+    let r = get(port, "/api/admin/dashboard", &[]);
+    r.expect(401, "no credentials");
+    let cookie = |user: &str| format!("pacs_session={}", session_of(&login(port, user, ADMIN_PW)));
+    let reader = cookie("reader");
+    let r = get(port, "/api/admin/dashboard", &[("Cookie", reader.as_str())]);
+    r.expect(403, "a radiologist");
+    let chief = cookie("chief");
+    let h = [("Cookie", chief.as_str())];
+    for bad in ["0", "367", "-1", "week", "1.5", ""] {
+        let r = get(port, &format!("/api/admin/dashboard?days={bad}"), &h);
+        r.expect(400, bad);
+        assert!(r.error().contains("days must be"), "{bad}: {}", r.error());
+    }
+    get(port, "/api/admin/dashboard?weeks=2", &h).expect(400, "unknown parameter");
+
+    let r = get(port, "/api/admin/dashboard?days=7", &h);
+    r.expect(200, "dashboard");
+    assert_eq!(r.headers("cache-control"), ["no-store"]);
+    let d = r.json();
+    assert_eq!(d["days"], 7);
+    assert_eq!(d["day_labels"].as_array().unwrap().len(), 7);
+    let lake = d["studies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["clinic"] == "Lake Clinic")
+        .unwrap_or_else(|| panic!("{d}"));
+    assert_eq!(lake["counts"][6], 1, "imported today: {d}");
+    assert_eq!(lake["total"], 1);
+    let priorities: Vec<&str> = d["backlog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["priority"].as_str().unwrap())
+        .collect();
+    assert_eq!(priorities, ["stat", "urgent", "routine"]);
+    assert_eq!(d["turnaround"].as_array().unwrap().len(), 3);
+    assert!(
+        d["overdue"].is_i64() && d["discrepancies"].is_array(),
+        "{d}"
+    );
+
+    // The radiologist's refusal is in the audit trail.
+    let refused = get(port, "/api/admin/audit?user=reader&event=110113", &h).json();
+    assert!(
+        refused
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["outcome"] == 4),
+        "{refused}"
+    );
+
+    // Audit search by study, and paging with `before`.
+    let (study, _) = crate::viewer::uids("ct_01.dcm");
+    let all = get(port, &format!("/api/admin/audit?study={study}"), &h).json();
+    let all = all.as_array().unwrap();
+    assert!(!all.is_empty());
+    assert!(
+        all.iter()
+            .all(|e| e["study_instance_uid"] == study.as_str())
+    );
+    let page1 = get(port, "/api/admin/audit?limit=2", &h).json();
+    let first = page1[0]["id"].as_i64().unwrap();
+    let page2 = get(
+        port,
+        &format!("/api/admin/audit?limit=2&before={first}"),
+        &h,
+    )
+    .json();
+    let page2 = page2.as_array().unwrap();
+    assert_eq!(page2.len(), 2);
+    assert!(page2.iter().all(|e| e["id"].as_i64().unwrap() < first));
+    get(port, "/api/admin/audit?study=not-a-uid", &h).expect(400, "bad study");
+    get(port, "/api/admin/audit?before=0", &h).expect(400, "bad before");
+
+    let doc = get(port, "/api/openapi.json", &h).json();
+    assert!(doc["paths"].get("/api/admin/dashboard").is_some());
+    assert!(doc["components"]["schemas"].get("Dashboard").is_some());
+}

@@ -349,7 +349,8 @@ fn c_get(backend: Backend) {
     assert_eq!(suboperations(&report, "Completed"), 0, "{report}");
     assert!(files_under(out_b.path()).is_empty());
 
-    // The US cine is stored as JPEG baseline; getscu proposes uncompressed syntaxes only.
+    // The US cine is stored as JPEG baseline; getscu proposes uncompressed syntaxes only:
+    // it comes decoded, in explicit VR little endian.
     let us = sample_dir().join("us_cine_jpeg.dcm");
     let (us_study, us_series, us_sop, ..) = identity(&us);
     let out_us = tempfile::tempdir().unwrap();
@@ -364,8 +365,12 @@ fn c_get(backend: Backend) {
             &format!("SOPInstanceUID={us_sop}"),
         ],
     );
-    assert_eq!(suboperations(&report, "Failed"), 1, "{report}");
-    assert_eq!(suboperations(&report, "Completed"), 0, "{report}");
+    assert_eq!(suboperations(&report, "Failed"), 0, "{report}");
+    assert_eq!(suboperations(&report, "Completed"), 1, "{report}");
+    let got = files_under(out_us.path());
+    assert_eq!(got.len(), 1);
+    let meta = file_attrs(&got[0]).0;
+    assert_eq!(meta.transfer_syntax_uid, "1.2.840.10008.1.2.1");
 
     // Audited: the retrieve by CLINIC_A_AE, with its instances.
     let log = archive.pacs_ok(&[
@@ -388,41 +393,6 @@ fn c_get(backend: Backend) {
 }
 
 per_backend!(c_get);
-
-/// dcmtk's storescp listening as a clinic workstation; killed when dropped.
-struct Workstation {
-    child: std::process::Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Workstation {
-    fn start(aet: &str) -> Workstation {
-        let port = free_port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = dcmtk("storescp")
-            .args(["-aet", aet, "-od"])
-            .arg(dir.path())
-            .arg(port.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("storescp");
-        // Listening once echoscu gets through.
-        let ok = wait_for(std::time::Duration::from_secs(20), || {
-            echoscu(port, "PROBE", aet).status.success().then_some(())
-        });
-        assert!(ok.is_some(), "storescp did not start");
-        Workstation { child, port, dir }
-    }
-}
-
-impl Drop for Workstation {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn movescu(port: u16, aet: &str, dest: &str, keys: &[&str]) -> String {
     let mut c = dcmtk("movescu");
@@ -535,6 +505,114 @@ fn c_move(backend: Backend) {
 }
 
 per_backend!(c_move);
+
+/// C-MOVE to a workstation that takes only implicit VR little endian (storescp +xi): the
+/// JPEG-LS MR series arrives decoded and re-encoded in that syntax,
+/// with all their pixels; a C-GET whose peer takes uncompressed syntaxes only gets the
+/// series converted too.
+fn retrieve_converts_for_uncompressed_only_peers(backend: Backend) {
+    let archive = TestArchive::new(backend);
+    archive.add_clinic("Clinic A", "CLINIC_A_AE", None);
+    let port = free_port();
+    archive.add_destination("Clinic A", "OLD_WS", port);
+    let dir = sample_dir();
+    archive.pacs_ok(&[
+        "import",
+        "--quiet",
+        "--clinic",
+        "Clinic A",
+        &dir.display().to_string(),
+    ]);
+    let ws = Workstation::start_with("OLD_WS", port, &["+xi"]);
+    let server = archive.start();
+    let mr: Vec<PathBuf> = sample_files()
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("mr_jpegls")
+        })
+        .collect();
+    assert_eq!(mr.len(), 5);
+    let study = identity(&mr[0]).0;
+    let keys = [
+        "QueryRetrieveLevel=STUDY".to_owned(),
+        format!("StudyInstanceUID={study}"),
+    ];
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let report = movescu(server.dicom_port, "CLINIC_A_AE", "OLD_WS", &keys);
+    assert!(report.contains("Final Move Response (Success)"), "{report}");
+    let received = files_under(ws.dir.path());
+    let mr_received: Vec<&PathBuf> = received
+        .iter()
+        .filter(|f| mr.iter().any(|m| identity(m).2 == sop_instance_uid(f)))
+        .collect();
+    assert_eq!(mr_received.len(), 5, "{report}");
+    for f in mr_received {
+        let dump = std::process::Command::new("/usr/bin/dcmdump")
+            .args([
+                "-q",
+                "-Un",
+                "+P",
+                "0002,0010",
+                "+P",
+                "0028,0010",
+                "+P",
+                "0028,0011",
+            ])
+            .args(["+P", "7fe0,0010"])
+            .arg(f)
+            .output()
+            .unwrap();
+        let dump = String::from_utf8_lossy(&dump.stdout);
+        assert!(
+            dump.contains("[1.2.840.10008.1.2]"),
+            "not implicit VR LE: {dump}"
+        );
+        // Native pixel data: rows × columns × 2 bytes, not an encapsulated stream.
+        let num = |tag: &str| -> u64 {
+            let line = dump.lines().find(|l| l.starts_with(tag)).unwrap();
+            line.split_whitespace()
+                .nth(2)
+                .unwrap()
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse()
+                .unwrap_or(0)
+        };
+        let (rows, cols) = (num("(0028,0010)"), num("(0028,0011)"));
+        let pixels = dump.lines().find(|l| l.starts_with("(7fe0,0010)")).unwrap();
+        assert!(
+            pixels.contains(&format!("# {},", rows * cols * 2)),
+            "{rows}×{cols}: {pixels}"
+        );
+    }
+
+    // C-GET by a getscu that proposes uncompressed syntaxes only (its default): the JPEG-LS
+    // series and the deflated SR come converted, every sub-operation completes.
+    let out = tempfile::tempdir().unwrap();
+    let report = getscu(server.dicom_port, "CLINIC_A_AE", out.path(), &keys);
+    // The study: the MR series, a deflated SR and a PDF (those two converted as well).
+    let in_study = sample_files()
+        .iter()
+        .filter(|f| identity(f).0 == study)
+        .count() as u32;
+    assert!(in_study > 5);
+    assert_eq!(suboperations(&report, "Completed"), in_study, "{report}");
+    assert_eq!(suboperations(&report, "Failed"), 0, "{report}");
+    for f in files_under(out.path()) {
+        let dump = std::process::Command::new("/usr/bin/dcmdump")
+            .args(["-q", "-Un", "+P", "0002,0010"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        let dump = String::from_utf8_lossy(&dump.stdout);
+        assert!(dump.contains("[1.2.840.10008.1.2.1]"), "{dump}");
+    }
+    drop(server);
+}
+
+per_backend!(retrieve_converts_for_uncompressed_only_peers);
 
 /// Runs tests/peers/retrieve_cancel.py (pynetdicom): a C-MOVE or C-GET of `study`
 /// cancelled after its first pending response; its JSON report.

@@ -2,7 +2,8 @@
 //! gets the events of what they may see — the sending clinic its study's, the radiologist
 //! their task's, another clinic nothing — in order; a client that reconnects with the last
 //! id it got receives what it missed, once; cross-site and unauthenticated upgrades are
-//! refused.
+//! refused. An open connection is closed (code 4401, with the reason) when its session is
+//! logged out, its user disabled or its token revoked — and only that connection's.
 
 use std::time::{Duration, Instant};
 
@@ -10,16 +11,27 @@ use futures::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use crate::http::{login, request, session_of};
 use crate::per_backend;
 use crate::support::*;
-use crate::worklist::{create_users, post, worklist_of};
+use crate::worklist::{PASSWORD, create_users, post, worklist_of};
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(
+pub(crate) async fn connect(
     port: u16,
     token: Option<&str>,
+    after: Option<i64>,
+    origin: Option<&str>,
+) -> Result<Ws, WsError> {
+    connect_with(port, token.map(|t| ("Authorization", t)), after, origin).await
+}
+
+/// Connects with one credential header (`Authorization` or `Cookie`).
+async fn connect_with(
+    port: u16,
+    credential: Option<(&'static str, &str)>,
     after: Option<i64>,
     origin: Option<&str>,
 ) -> Result<Ws, WsError> {
@@ -28,9 +40,8 @@ async fn connect(
         None => format!("ws://127.0.0.1:{port}/api/events"),
     };
     let mut req = url.into_client_request().unwrap();
-    if let Some(t) = token {
-        req.headers_mut()
-            .insert("Authorization", t.parse().unwrap());
+    if let Some((name, value)) = credential {
+        req.headers_mut().insert(name, value.parse().unwrap());
     }
     if let Some(o) = origin {
         req.headers_mut().insert("Origin", o.parse().unwrap());
@@ -41,7 +52,7 @@ async fn connect(
 }
 
 /// The next event within `wait`, if any.
-async fn next_event(ws: &mut Ws, wait: Duration) -> Option<serde_json::Value> {
+pub(crate) async fn next_event(ws: &mut Ws, wait: Duration) -> Option<serde_json::Value> {
     loop {
         match tokio::time::timeout(wait, ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => return Some(serde_json::from_str(&t).unwrap()),
@@ -52,7 +63,7 @@ async fn next_event(ws: &mut Ws, wait: Duration) -> Option<serde_json::Value> {
 }
 
 /// Events until one of `kind` arrives (inclusive), or panics after `wait`.
-async fn until(ws: &mut Ws, kind: &str, wait: Duration) -> Vec<serde_json::Value> {
+pub(crate) async fn until(ws: &mut Ws, kind: &str, wait: Duration) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + wait;
     let mut seen = Vec::new();
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
@@ -66,6 +77,46 @@ async fn until(ws: &mut Ws, kind: &str, wait: Duration) -> Vec<serde_json::Value
         }
     }
     panic!("no {kind} event within {wait:?}; got {seen:?}");
+}
+
+/// The close frame the server sends within `wait` (events before it are skipped): its code
+/// and reason. Panics if the connection is still open after `wait`, or ends without one.
+async fn closed(ws: &mut Ws, wait: Duration) -> (u16, String) {
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(f))))) => return (f.code.into(), f.reason.to_string()),
+            Ok(Some(Ok(Message::Close(None)))) => panic!("closed without a code"),
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(e))) => panic!("connection failed instead of closing: {e}"),
+            Ok(None) => panic!("connection ended without a close frame"),
+            Err(_) => panic!("still open after {wait:?}"),
+        }
+    }
+}
+
+/// Whether the connection is still open: a ping is answered (events before the pong are
+/// skipped).
+async fn still_open(ws: &mut Ws) -> bool {
+    if ws
+        .send(Message::Ping(b"open?".to_vec().into()))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Pong(p)))) if p.as_ref() == b"open?" => return true,
+            Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) | Err(_) => {
+                return false;
+            }
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
 }
 
 fn http_status(e: WsError) -> u16 {
@@ -189,3 +240,138 @@ fn live_events(backend: Backend) {
 }
 
 per_backend!(live_events);
+
+/// Connections end with their credentials: a logout closes that session's websocket (not
+/// another session's of the same user), disabling a user closes all of theirs, revoking a
+/// token closes the connections opened with it. Bounded by a generous timeout only: the
+/// server re-checks every few seconds, and at once for changes made through it.
+fn feed_ends_with_credentials(backend: Backend) {
+    let archive = TestArchive::new(backend);
+    archive.add_clinic("Clinic A", "CLINIC_A_AE", None);
+    archive.add_clinic("Clinic B", "CLINIC_B_AE", None);
+    let tokens = create_users(&archive);
+    let (admin, chest_token, neuro_token) =
+        (tokens[0].clone(), tokens[1].clone(), tokens[2].clone());
+    let server = archive.start();
+    let port = server.http_port;
+    let wait = Duration::from_secs(30);
+    // Two browser sessions of the chest radiologist.
+    let sessions: Vec<(String, String)> = (0..2)
+        .map(|_| {
+            let r = login(port, "rad-chest", PASSWORD);
+            r.expect(200, "login");
+            let cookie = session_of(&r);
+            note_secret(&cookie);
+            (
+                format!("pacs_session={cookie}"),
+                r.json()["csrf_token"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+
+    let archive = &archive;
+    runtime().block_on(async move {
+        let mut ws_s1 = connect_with(port, Some(("Cookie", &sessions[0].0)), None, None)
+            .await
+            .unwrap();
+        let mut ws_s2 = connect_with(port, Some(("Cookie", &sessions[1].0)), None, None)
+            .await
+            .unwrap();
+        let mut ws_chest_token = connect(port, Some(&chest_token), None, None).await.unwrap();
+        let mut ws_neuro = connect(port, Some(&neuro_token), None, None).await.unwrap();
+        assert!(still_open(&mut ws_s1).await && still_open(&mut ws_s2).await);
+
+        // Logging out the first session closes its connection only.
+        let (cookie, csrf) = sessions[0].clone();
+        tokio::task::spawn_blocking(move || {
+            request(
+                port,
+                "POST",
+                "/api/logout",
+                &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)],
+                None,
+            )
+            .expect(200, "logout");
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            closed(&mut ws_s1, wait).await,
+            (4401, "session ended".to_owned())
+        );
+        assert!(
+            still_open(&mut ws_s2).await,
+            "the other session's connection closed too"
+        );
+        assert!(still_open(&mut ws_chest_token).await);
+
+        // Disabling the user closes every connection of theirs: their sessions end with it,
+        // their tokens are refused while they are disabled.
+        let admin2 = admin.clone();
+        tokio::task::spawn_blocking(move || {
+            post(port, &admin2, "/api/admin/users/rad-chest/disable", None).expect(200, "disable");
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            closed(&mut ws_s2, wait).await,
+            (4401, "session ended".to_owned())
+        );
+        assert_eq!(
+            closed(&mut ws_chest_token, wait).await,
+            (4401, "account disabled".to_owned())
+        );
+        // And they cannot come back.
+        let e = connect(port, Some(&chest_token), None, None)
+            .await
+            .unwrap_err();
+        assert_eq!(http_status(e), 403);
+
+        // A revoked token: its connection closes; the same user's other token stays.
+        let admin2 = admin.clone();
+        let made = tokio::task::spawn_blocking(move || {
+            let r = post(
+                port,
+                &admin2,
+                "/api/admin/users/rad-neuro/tokens",
+                Some(r#"{"label":"second"}"#),
+            );
+            r.expect(201, "create a token");
+            r.json()
+        })
+        .await
+        .unwrap();
+        let secret = made["token"].as_str().unwrap().to_owned();
+        note_secret(&secret);
+        let mut ws_second = connect(port, Some(&format!("Bearer {secret}")), None, None)
+            .await
+            .unwrap();
+        let revoke = format!("/api/admin/tokens/{}", made["id"]);
+        let admin2 = admin.clone();
+        tokio::task::spawn_blocking(move || {
+            request(port, "DELETE", &revoke, &[("Authorization", &admin2)], None)
+                .expect(204, "revoke the token");
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            closed(&mut ws_second, wait).await,
+            (4401, "token revoked".to_owned())
+        );
+        assert!(
+            still_open(&mut ws_neuro).await,
+            "another token's connection closed"
+        );
+
+        // A change this server did not make (the CLI, another node) is found by the
+        // periodic re-check.
+        tokio::task::block_in_place(|| archive.pacs_ok(&["user", "disable", "rad-neuro"]));
+        assert_eq!(
+            closed(&mut ws_neuro, wait).await,
+            (4401, "account disabled".to_owned())
+        );
+    });
+    drop(server);
+}
+
+per_backend!(feed_ends_with_credentials);

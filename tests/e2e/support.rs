@@ -956,3 +956,59 @@ pub fn file_attrs(path: &Path) -> (FileMeta, IndexedAttributes) {
     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (meta, attrs)
 }
+
+/// dcmtk's storescp listening as a clinic workstation (or a clinic's report receiver),
+/// writing what it receives into `dir`; killed when dropped.
+pub struct Workstation {
+    child: std::process::Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Workstation {
+    pub fn start(aet: &str) -> Workstation {
+        Self::start_on(aet, free_port())
+    }
+
+    /// On `port` (chosen earlier, e.g. registered for an AE title before it listens).
+    pub fn start_on(aet: &str, port: u16) -> Workstation {
+        Self::start_with(aet, port, &[])
+    }
+
+    /// With more storescp options (e.g. `+xi`: implicit VR little endian only).
+    pub fn start_with(aet: &str, port: u16, options: &[&str]) -> Workstation {
+        let dir = tempfile::tempdir().unwrap();
+        let child = dcmtk("storescp")
+            .args(options)
+            .args(["-aet", aet, "-od"])
+            .arg(dir.path())
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("storescp");
+        // Listening once echoscu gets through.
+        let ok = wait_for(Duration::from_secs(20), || {
+            echoscu(port, "PROBE", aet).status.success().then_some(())
+        });
+        assert!(ok.is_some(), "storescp did not start");
+        Workstation { child, port, dir }
+    }
+
+    /// The files received so far.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+    }
+}
+
+impl Drop for Workstation {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

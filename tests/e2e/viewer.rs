@@ -27,16 +27,16 @@ use crate::support::*;
 
 const PASSWORD: &str = "viewer test passphrase 4711";
 
-fn viewer_dir() -> PathBuf {
+pub(crate) fn viewer_dir() -> PathBuf {
     repo_root().join("viewer-web")
 }
 
-fn dist_dir() -> PathBuf {
+pub(crate) fn dist_dir() -> PathBuf {
     viewer_dir().join("dist")
 }
 
 /// The built viewer, Chromium and playwright-core, or a failure saying what to run.
-fn require_browser_setup() {
+pub(crate) fn require_browser_setup() {
     assert!(
         dist_dir().join("index.html").is_file(),
         "the viewer is not built ({} has no index.html): run `npm ci && npm run build` in \
@@ -56,7 +56,7 @@ fn require_browser_setup() {
 }
 
 /// (study, series) UIDs of a sample file.
-fn uids(file: &str) -> (String, String) {
+pub(crate) fn uids(file: &str) -> (String, String) {
     let (_, a) = file_attrs(&sample_dir().join(file));
     (a.study_instance_uid, a.series_instance_uid)
 }
@@ -229,7 +229,7 @@ fn stats<'a>(r: &'a Value, step: &str) -> &'a Value {
 }
 
 /// A picture, not a uniform or empty canvas.
-fn assert_picture(s: &Value, what: &str) {
+pub(crate) fn assert_picture(s: &Value, what: &str) {
     let std = s["stddev"].as_f64().unwrap();
     let levels = s["distinctLevels"].as_u64().unwrap();
     let lit = s["nonBlackFraction"].as_f64().unwrap();
@@ -241,7 +241,7 @@ fn assert_picture(s: &Value, what: &str) {
 
 /// Two canvases differ visibly: the 16×16 grid of mean grey levels moved by more than a
 /// rounding error.
-fn assert_changed(a: &Value, b: &Value, what: &str) {
+pub(crate) fn assert_changed(a: &Value, b: &Value, what: &str) {
     let ga: Vec<i64> = serde_json::from_value(a["grid"].clone()).unwrap();
     let gb: Vec<i64> = serde_json::from_value(b["grid"].clone()).unwrap();
     let moved: i64 = ga.iter().zip(&gb).map(|(x, y)| (x - y).abs()).sum();

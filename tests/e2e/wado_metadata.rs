@@ -691,3 +691,44 @@ fn wado_metadata(backend: Backend) {
 }
 
 per_backend!(wado_metadata);
+
+/// Metadata is cached while a study arrives, not only once it is ready: with an hour of
+/// quiet period, a CT sent over C-STORE has every instance's metadata cached within
+/// seconds, before any request.
+fn metadata_cached_at_ingest(backend: Backend) {
+    let archive = TestArchive::new(backend).with_env("PACS_STUDY_QUIET_SECONDS", "3600");
+    archive.add_clinic("Clinic A", "CLINIC_A_AE", None);
+    let server = archive.start();
+    let ct = ct_sample_files();
+    let run = pynetdicom_store(server.dicom_port, "CLINIC_A_AE", &ct, &[]);
+    assert!(
+        run.results.iter().all(|r| r.status == Some(0)),
+        "{}",
+        run.stderr
+    );
+    let cached = || {
+        runtime().block_on(async {
+            let a = archive.open().await;
+            let n: i64 = sqlx::query("SELECT COUNT(*) FROM instance_metadata")
+                .fetch_one(a.index().pool_for_tests())
+                .await
+                .map(|r| sqlx::Row::get(&r, 0))
+                .unwrap();
+            a.index().close().await;
+            n
+        })
+    };
+    let all = wait_for(std::time::Duration::from_secs(20), || {
+        (cached() == ct.len() as i64).then_some(())
+    });
+    assert!(
+        all.is_some(),
+        "{} of {} cached: {}",
+        cached(),
+        ct.len(),
+        server.log()
+    );
+    drop(server);
+}
+
+per_backend!(metadata_cached_at_ingest);

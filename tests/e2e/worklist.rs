@@ -11,7 +11,7 @@ use crate::http::{Resp, get, request};
 use crate::per_backend;
 use crate::support::*;
 
-const PASSWORD: &str = "worklist-test-password-1";
+pub(crate) const PASSWORD: &str = "worklist-test-password-1";
 
 /// (username, role, clinic, subspecialties)
 const USERS: &[(&str, Role, Option<&str>, &[&str])] = &[
