@@ -13,9 +13,10 @@
 //! - `route`: a fresh index (an SQLite file, or a PostgreSQL database: with
 //!   `--postgres-admin-url URL` a database is created for the run and dropped after), N
 //!   studies inserted through the index writer and marked ready (the outbox's
-//!   `study_ready` events), then routed B events per call, as the keeper does every second.
-//!   The default routing rules, 20 radiologists. Each study has K instances (default 1):
-//!   the keeper reads every outbox event, `instance_stored` ones too.
+//!   `study_ready` events), then routed B of them per call (one transaction each), as the
+//!   keeper does every second. The default routing rules, 20 radiologists. Each study has
+//!   K instances (default 1): their `instance_stored` events lie between the `study_ready`
+//!   ones, which the routing skips in SQL.
 //! - `fill`: the same region with passwords (from the environment variable
 //!   `--password-env`, default `BENCH_PASSWORD`) for `pacs serve` to run on: the first
 //!   `--pool-share` of the studies are routed at a time when nobody is on shift (they wait

@@ -385,3 +385,77 @@ async fn worklist_on_postgres() {
     })
     .await;
 }
+
+/// A batch of ready studies routed in one call spreads over the eligible radiologists by
+/// their open tasks, counting the tasks the same batch gave them; a batch reads only the
+/// events that make tasks, and each task's `task_created` event follows in task order.
+async fn batch_spreads_by_load(index: &Index) {
+    let policy = WorklistPolicy::default();
+    sqlx::query("INSERT INTO clinics (name, created_at) VALUES ('Township B', 0)")
+        .execute(index_pool(index))
+        .await
+        .unwrap();
+    let readers = [
+        radiologist(index, "general-1", &[]).await,
+        radiologist(index, "general-2", &[]).await,
+        radiologist(index, "general-3", &[]).await,
+    ];
+    // US abdomen: only the "anyone" rule matches. Nine studies, three instances each (so
+    // the outbox holds 27 instance_stored events among the 9 study_ready ones).
+    for n in 1..=9 {
+        for i in 1..=3 {
+            index
+                .insert_instance(instance(n, i, "US", "ABDOMEN", None))
+                .await
+                .unwrap();
+        }
+    }
+    index.mark_ready_studies(Duration::ZERO).await.unwrap();
+    let now = now_micros();
+    let first = index.route_ready_studies(&policy, now, 4).await.unwrap();
+    assert_eq!((first.read, first.created.len()), (4, 4), "{first:?}");
+    let second = index.route_ready_studies(&policy, now, 100).await.unwrap();
+    assert_eq!((second.read, second.created.len()), (5, 5), "{second:?}");
+    let done = index.route_ready_studies(&policy, now, 100).await.unwrap();
+    assert_eq!((done.read, done.created.len()), (0, 0), "{done:?}");
+    for r in readers {
+        assert_eq!(index.tasks_of(r).await.unwrap().len(), 3, "radiologist {r}");
+    }
+    let created: Vec<i64> = first.created.into_iter().chain(second.created).collect();
+    let events = index.events_after(0, 1000).await.unwrap();
+    let announced: Vec<i64> = events
+        .iter()
+        .filter(|e| e.kind == "task_created")
+        .map(|e| e.payload["task_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(announced, created);
+    for e in events.iter().filter(|e| e.kind == "task_created") {
+        let task = index
+            .task(e.payload["task_id"].as_i64().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.study_instance_uid, task.study_instance_uid);
+        assert_eq!(e.payload["assigned_to"].as_i64(), task.assigned_to);
+        assert_eq!(e.payload["due_at"].as_i64(), Some(task.due_at));
+        assert_eq!(e.payload["priority"].as_str(), Some(task.priority.as_str()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_spreads_by_load_on_sqlite() {
+    on_sqlite(|a, b| async move {
+        batch_spreads_by_load(&a).await;
+        (a, b)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_spreads_by_load_on_postgres() {
+    on_postgres("worklist_batch", |a, b| async move {
+        batch_spreads_by_load(&a).await;
+        (a, b)
+    })
+    .await;
+}

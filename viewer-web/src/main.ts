@@ -15,10 +15,9 @@ import { clearMessages, clearNotices } from './messages';
 import type { PageContext } from './page';
 import { portalPage } from './portal';
 import { studyReports, taskHints } from './reading-api';
-import { readingPage } from './reading';
 import { type Route, landing, navLinks, parseRoute } from './router';
-import { destroyViewer, stackPanel } from './stack-panel';
 import { worklistPage } from './worklist';
+import { destroyViewer, imaging } from './imaging-loader';
 
 const app = document.getElementById('app') as HTMLElement;
 const userBox = document.getElementById('user') as HTMLElement;
@@ -181,6 +180,8 @@ async function studiesPage(ctx: PageContext): Promise<void> {
 async function studyPage(ctx: PageContext, study: string, wanted: string | undefined): Promise<void> {
   const title = h('h1', { id: 'patient-name' }, '');
   const facts = h('p', { id: 'study-facts', class: 'status' }, 'Loading the study…');
+  const { stackPanel } = await imaging();
+  if (!ctx.isCurrent()) return;
   const stack = stackPanel({
     isCurrent: ctx.isCurrent,
     sessionEnded: ctx.sessionEnded,
@@ -290,7 +291,7 @@ async function render(): Promise<void> {
       await worklistPage(ctx, route.view);
       break;
     case 'read':
-      await readingPage(ctx, route.task, route.study);
+      await (await imaging()).readingPage(ctx, route.task, route.study);
       break;
     case 'portal':
       await portalPage(ctx, route.study);

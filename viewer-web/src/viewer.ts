@@ -9,6 +9,8 @@ import {
   Enums,
   RenderingEngine,
   eventTarget,
+  getEnabledElement,
+  imageLoadPoolManager,
   init as coreInit,
   type Types,
 } from '@cornerstonejs/core';
@@ -26,6 +28,7 @@ import {
   ZoomTool,
   addTool,
   init as toolsInit,
+  utilities as toolUtilities,
 } from '@cornerstonejs/tools';
 
 import { getDicomJson } from './api';
@@ -52,6 +55,8 @@ export const MEASUREMENT_TOOLS: string[] = [
 ];
 
 let viewers = 0;
+/** Frame requests the stack prefetch keeps in flight. */
+const PREFETCH_REQUESTS = 4;
 /**
  * One rendering engine for every viewport of the page's life: an engine holds a pool of
  * WebGL contexts, and a browser allows only a few (engines made per viewport ran out).
@@ -81,6 +86,10 @@ function initialise(): Promise<void> {
       maxWebWorkers: Math.max(1, Math.min(4, Math.floor((navigator.hardwareConcurrency || 2) / 2))),
     });
     toolsInit();
+    // The stack prefetch (below) keeps this many frame requests in flight: the browser
+    // opens six connections to a host, and a slice the reader scrolls to before it came
+    // (an interaction request) must not queue behind the whole series.
+    imageLoadPoolManager.setMaxSimultaneousRequests(Enums.RequestType.Prefetch, PREFETCH_REQUESTS);
     installSvgStyleShim();
     for (const tool of [StackScrollTool, WindowLevelTool, ZoomTool, PanTool, LengthTool, AngleTool, RectangleROITool, EllipticalROITool]) {
       addTool(tool);
@@ -286,6 +295,9 @@ export class StackViewer {
     viewport.render();
     live.add(this);
     update();
+    // The rest of the series loads in the background, nearest slices first (and again
+    // around each slice scrolled to), so that the whole stack scrolls without waiting.
+    if (imageIds.length > 1) toolUtilities.stackPrefetch.enable(this.element);
   }
 
   /** Puts back the rotation and flips chosen (a refit after a resize resets them). */
@@ -448,6 +460,8 @@ export class StackViewer {
 
   destroy(): void {
     live.delete(this);
+    // Its state is kept by viewport: only while the element is still enabled.
+    if (getEnabledElement(this.element)) toolUtilities.stackPrefetch.disable(this.element);
     for (const off of this.listeners.splice(0)) off();
     if (ToolGroupManager.getToolGroup(this.toolGroupId)) ToolGroupManager.destroyToolGroup(this.toolGroupId);
     if (this.engine?.getViewport(this.viewportId)) this.engine.disableElement(this.viewportId);

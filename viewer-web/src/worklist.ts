@@ -6,6 +6,7 @@
 
 import { ApiError } from './api';
 import { h, message, replace } from './dom';
+import { preloadImaging } from './imaging-loader';
 import { countdown, dicomDate, personNameText, priorityText } from './format';
 import { type LiveEvent, live } from './live';
 import { notify } from './messages';
@@ -161,7 +162,6 @@ export async function worklistPage(ctx: PageContext, view: Tab): Promise<void> {
       h('td', { class: 'state' }, stateText),
       view === 'pool' ? h('td', { class: 'actions' }, item.state === 'open' ? claimButton(item) : null) : null,
     );
-    tr.addEventListener('click', () => open(item));
     return tr;
   };
 
@@ -176,6 +176,12 @@ export async function worklistPage(ctx: PageContext, view: Tab): Promise<void> {
       if (item) open(item);
     } else return;
     evt.preventDefault();
+  });
+  // One listener for every row's click (a thousand rows, a thousand listeners otherwise).
+  body.addEventListener('click', (evt) => {
+    const tr = (evt.target as HTMLElement).closest('tr');
+    const i = tr ? rows().indexOf(tr) : -1;
+    if (i >= 0 && items[i]) open(items[i]);
   });
   body.addEventListener('focusin', (evt) => {
     const i = rows().indexOf(evt.target as HTMLTableRowElement);
@@ -192,13 +198,24 @@ export async function worklistPage(ctx: PageContext, view: Tab): Promise<void> {
     }
     loading = (async () => {
       try {
-        const [mine, pool, overdue] = await Promise.all(TABS.map(([v]) => worklist(v)));
+        // The tab shown first; the other tabs' counts as their lists come.
+        const lists = TABS.map(([v]) => [v, worklist(v)] as const);
+        for (const [v, list] of lists) {
+          if (v === view) continue;
+          list.then(
+            (l) => {
+              if (ctx.isCurrent()) replace(counts.get(v)!, `(${l.length})`);
+            },
+            // The tab's own list reports a failure; a count is not worth a second message.
+            () => undefined,
+          );
+        }
+        const shown = await lists.find(([v]) => v === view)![1];
         if (!ctx.isCurrent()) return;
-        const byView: Record<Tab, WorklistItem[]> = { mine, pool, overdue };
-        for (const [v] of TABS) replace(counts.get(v)!, `(${byView[v].length})`);
+        replace(counts.get(view)!, `(${shown.length})`);
         const focusedTask = (document.activeElement as HTMLElement | null)?.dataset?.task;
         const keep = items[selected]?.task_id;
-        items = byView[view];
+        items = shown;
         replace(body, ...items.map(row));
         table.dataset.count = String(items.length);
         if (items.length === 0) {
@@ -261,4 +278,6 @@ export async function worklistPage(ctx: PageContext, view: Tab): Promise<void> {
   } catch (e) {
     failed(ctx, status, e);
   }
+  // The next thing a reader does is open a study: have the viewer ready by then.
+  if (ctx.isCurrent()) preloadImaging();
 }

@@ -149,7 +149,7 @@ pub struct Task {
 pub struct Routed {
     /// The tasks created.
     pub created: Vec<i64>,
-    /// Outbox events read.
+    /// `study_ready` / `study_updated` events read (fewer than the batch: none are left).
     pub read: usize,
 }
 
@@ -328,79 +328,106 @@ async fn assign_study(
 
 impl Index {
     /// Creates the tasks of the outbox's `study_ready` / `study_updated` events after the
-    /// worklist's cursor, reading at most `batch` events; returns the ids of the tasks
-    /// created and how many events were read (fewer than `batch`: none are left).
+    /// worklist's cursor, reading at most `batch` of those events (other kinds are skipped
+    /// in SQL); returns the ids of the tasks created and how many such events were read
+    /// (fewer than `batch`: none are left).
     pub async fn route_ready_studies(
         &self,
         policy: &WorklistPolicy,
         now: i64,
         batch: i64,
     ) -> Result<Routed> {
+        // One transaction for the batch: the rules and the radiologists' loads are read once
+        // and kept current in memory as tasks are given out; the outbox is read only for the
+        // kinds that make tasks, up to the newest event committed (ids commit in order, see
+        // `index::outbox`), so the `instance_stored` events in between cost nothing.
+        let mut tx = self.begin_write().await?;
         let cursor: i64 =
             sqlx::query("SELECT last_event_id FROM outbox_cursors WHERE consumer = $1")
                 .bind(CONSUMER)
-                .fetch_optional(self.pool())
+                .fetch_optional(&mut *tx)
                 .await?
                 .map(|r| r.try_get(0))
                 .transpose()?
                 .unwrap_or(0);
-        let events = self.events_after(cursor, batch).await?;
-        let read = events.len();
+        let newest: Option<i64> = sqlx::query("SELECT MAX(id) FROM events")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let Some(newest) = newest.filter(|&n| n > cursor) else {
+            tx.rollback().await?;
+            return Ok(Routed {
+                created: Vec::new(),
+                read: 0,
+            });
+        };
+        let rows = sqlx::query(
+            "SELECT id, kind, study_instance_uid, created_at FROM events \
+             WHERE id > $1 AND id <= $2 AND kind IN ('study_ready', 'study_updated') \
+             ORDER BY id LIMIT $3",
+        )
+        .bind(cursor)
+        .bind(newest)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        let read = rows.len();
+        // A full batch may have more after it; otherwise everything up to `newest` is done.
+        let last = if (read as i64) < batch {
+            newest
+        } else {
+            rows.last()
+                .map(|r| r.try_get(0))
+                .transpose()?
+                .unwrap_or(newest)
+        };
+        let mut routing = None;
         let mut created = Vec::new();
-        for e in events {
-            let mut tx = self.begin_write().await?;
-            let task = match e.kind.as_str() {
-                "study_ready" => {
-                    create_task(
-                        &mut tx,
-                        policy,
-                        e.id,
-                        &e.study_instance_uid,
-                        "read",
-                        e.created_at,
-                        now,
-                    )
-                    .await?
-                }
-                "study_updated" => {
-                    let reported: bool = sqlx::query(
-                        "SELECT 1 FROM reading_tasks t JOIN studies s ON s.id = t.study_ref \
-                         WHERE s.study_instance_uid = $1 AND t.state = 'done'",
-                    )
-                    .bind(&e.study_instance_uid)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .is_some();
-                    if reported {
-                        create_task(
-                            &mut tx,
-                            policy,
-                            e.id,
-                            &e.study_instance_uid,
-                            "addendum-review",
-                            e.created_at,
-                            now,
-                        )
-                        .await?
-                    } else {
-                        None
-                    }
-                }
-                _ => None,
+        let mut events = Vec::new();
+        for r in &rows {
+            let (id, kind, uid, ready_at): (i64, String, String, i64) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+            let task_kind = match kind.as_str() {
+                "study_ready" => "read",
+                // Images after a signed report: the radiologist reviews them for an addendum.
+                _ if study_reported(&mut tx, &uid).await? => "addendum-review",
+                _ => continue,
             };
-            sqlx::query(
-                "INSERT INTO outbox_cursors (consumer, last_event_id) VALUES ($1, $2) \
-                 ON CONFLICT (consumer) DO UPDATE SET last_event_id = CASE \
-                   WHEN excluded.last_event_id > outbox_cursors.last_event_id \
-                   THEN excluded.last_event_id ELSE outbox_cursors.last_event_id END",
-            )
-            .bind(CONSUMER)
-            .bind(e.id)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            created.extend(task);
+            let routing = match &mut routing {
+                Some(r) => r,
+                None => routing.insert(Routing::load(&mut tx).await?),
+            };
+            let Some(task) =
+                create_task(&mut tx, policy, routing, id, &uid, task_kind, ready_at, now).await?
+            else {
+                continue;
+            };
+            created.push(task.id);
+            events.push((uid, task.payload));
         }
+        // The tasks' events last, as `index::outbox` asks.
+        let new_events: Vec<outbox::NewEvent<'_>> = events
+            .iter()
+            .map(|(uid, payload)| outbox::NewEvent {
+                kind: "task_created",
+                study: EventStudy::Uid(uid),
+                sop_instance_uid: None,
+                payload,
+                created_at: now,
+            })
+            .collect();
+        outbox::append(&mut tx, &new_events).await?;
+        sqlx::query(
+            "INSERT INTO outbox_cursors (consumer, last_event_id) VALUES ($1, $2) \
+             ON CONFLICT (consumer) DO UPDATE SET last_event_id = CASE \
+               WHEN excluded.last_event_id > outbox_cursors.last_event_id \
+               THEN excluded.last_event_id ELSE outbox_cursors.last_event_id END",
+        )
+        .bind(CONSUMER)
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(Routed { created, read })
     }
 
@@ -834,48 +861,85 @@ impl Index {
 
 /// Creates the task of event `event_id` for study `uid`, routed; `None` when the event
 /// already made one (another node, or before a restart) or the study is unknown.
+/// The routing rules and the radiologists, read once per routing batch; each radiologist's
+/// open-task count grows as the batch gives them tasks.
+struct Routing {
+    rules: Vec<Rule>,
+    radiologists: Vec<Radiologist>,
+}
+
+impl Routing {
+    async fn load(tx: &mut Transaction<'static, Any>) -> Result<Routing> {
+        Ok(Routing {
+            rules: routing_rules(tx).await?,
+            radiologists: radiologists(tx).await?,
+        })
+    }
+}
+
+/// A task just created, with the payload of its `task_created` event.
+struct NewTask {
+    id: i64,
+    payload: serde_json::Value,
+}
+
+/// Whether study `uid` has a signed report (a done reading task).
+async fn study_reported(tx: &mut Transaction<'static, Any>, uid: &str) -> Result<bool> {
+    Ok(sqlx::query(
+        "SELECT 1 FROM reading_tasks t JOIN studies s ON s.id = t.study_ref \
+         WHERE s.study_instance_uid = $1 AND t.state = 'done'",
+    )
+    .bind(uid)
+    .fetch_optional(&mut **tx)
+    .await?
+    .is_some())
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn create_task(
     tx: &mut Transaction<'static, Any>,
     policy: &WorklistPolicy,
+    routing: &mut Routing,
     event_id: i64,
     uid: &str,
     kind: &str,
     ready_at: i64,
     now: i64,
-) -> Result<Option<i64>> {
+) -> Result<Option<NewTask>> {
     let Some(study) = study_facts(tx, uid).await? else {
         tracing::warn!(study = %uid, "worklist: a ready study is not in the index");
         return Ok(None);
     };
-    let rules = routing_rules(tx).await?;
-    let radiologists = radiologists(tx).await?;
     let minute = minute_of_week(now);
     let mut priority = study.priority;
-    let mut chosen: Option<(i64, Option<i64>)> = None; // (rule, radiologist)
-    for rule in rules.iter().filter(|r| r.matches(&study)) {
+    let mut chosen: Option<(i64, Option<usize>)> = None; // (rule, radiologist's place)
+    for rule in routing.rules.iter().filter(|r| r.matches(&study)) {
         if chosen.is_none() {
             // The first matching rule sets the priority, whoever reads it.
             if let Some(p) = rule.set_priority.as_deref().and_then(Priority::parse) {
                 priority = p;
             }
         }
-        let best = radiologists
+        let best = routing
+            .radiologists
             .iter()
-            .filter(|r| r.eligible(rule, &study, minute))
-            .min_by_key(|r| (r.open_tasks, r.id));
+            .enumerate()
+            .filter(|(_, r)| r.eligible(rule, &study, minute))
+            .min_by_key(|(_, r)| (r.open_tasks, r.id));
         match best {
-            Some(r) => {
-                chosen = Some((rule.id, Some(r.id)));
+            Some((place, _)) => {
+                chosen = Some((rule.id, Some(place)));
                 break;
             }
             None if chosen.is_none() => chosen = Some((rule.id, None)),
             None => {}
         }
     }
-    let (rule_id, assignee) = match chosen {
+    let (rule_id, place) = match chosen {
         Some((rule, who)) => (Some(rule), who),
         None => (None, None),
     };
+    let assignee = place.map(|p| routing.radiologists[p].id);
     let due_at = ready_at.saturating_add(micros(policy.turnaround(priority)));
     let row = sqlx::query(
         "INSERT INTO reading_tasks (source_event_id, study_ref, clinic_id, kind, priority, state, \
@@ -899,18 +963,24 @@ async fn create_task(
         return Ok(None);
     };
     let task_id: i64 = row.try_get(0)?;
-    if let Some(user) = assignee {
-        assign_study(tx, study.id, user, now).await?;
+    if let Some(p) = place {
+        routing.radiologists[p].open_tasks += 1;
+        assign_study(tx, study.id, routing.radiologists[p].id, now).await?;
     }
-    task_event(
-        tx,
-        "task_created",
-        task_id,
-        now,
-        serde_json::json!({ "kind": kind }),
-    )
-    .await?;
-    Ok(Some(task_id))
+    // What `task_event` would read back from the row just written.
+    let payload = serde_json::json!({
+        "task_id": task_id,
+        "clinic_id": study.clinic_id,
+        "priority": priority.as_str(),
+        "assigned_to": assignee,
+        "claimed_by": null,
+        "due_at": due_at,
+        "kind": kind,
+    });
+    Ok(Some(NewTask {
+        id: task_id,
+        payload,
+    }))
 }
 
 async fn study_facts(tx: &mut Transaction<'static, Any>, uid: &str) -> Result<Option<StudyFacts>> {
