@@ -342,6 +342,13 @@ fn viewer_displays_stored_studies_in_chromium() {
     // What the user sees: a CT slice, another one after the wheel, another after the arrow
     // key, and a different rendering of the same slice after a window drag.
     assert_eq!(state(&r, "initial")["count"], 10);
+    // Every slice loaded without scrolling to it, and the viewer says when it is done.
+    let all = &r["allLoaded"];
+    assert_eq!(
+        (&all["loaded"], &all["loading"]),
+        (&serde_json::json!(10), &serde_json::json!("")),
+        "{all}"
+    );
     assert_eq!(state(&r, "initial")["index"], 0);
     assert_eq!(state(&r, "initial")["slice"], "Image 1 / 10");
     assert_picture(stats(&r, "initial"), "CT slice 1");

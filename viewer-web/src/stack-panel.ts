@@ -99,13 +99,15 @@ export function stackPanel(opts: StackPanelOptions): StackPanel {
   const overlayPos = h('span', { id: 'slice' });
   const overlayVoi = h('span', { id: 'voi' });
   const overlayInvert = h('span', { id: 'invert' });
+  // While the series loads behind the first image: how far it has come.
+  const overlayLoading = h('span', { id: 'loading', attrs: { 'aria-live': 'off' } });
   const reset = h('button', { attrs: { type: 'button', title: 'Reset window and zoom (r)' } }, 'Reset window');
   const viewStatus = h('div', { id: 'view-status', attrs: { 'aria-live': 'polite' } });
   const viewerBox = h(
     'section',
     { id: 'viewer', data: { state: 'idle', layout: '1x1', active: '0' } },
     grid,
-    h('div', { class: 'overlay' }, overlayPos, overlayVoi, overlayInvert, reset),
+    h('div', { class: 'overlay' }, overlayPos, overlayVoi, overlayInvert, overlayLoading, reset),
     viewStatus,
   );
   const thumbnails = new Thumbnails();
@@ -154,6 +156,8 @@ export function stackPanel(opts: StackPanelOptions): StackPanel {
     viewerBox.dataset.flip = `${s.flipHorizontal ? 'h' : ''}${s.flipVertical ? 'v' : ''}`;
     replace(overlayPos, s.count > 0 ? `Image ${s.index + 1} / ${s.count}` : '');
     replace(overlayInvert, s.invert ? 'Inverted' : '');
+    viewerBox.dataset.loaded = String(s.loaded ?? 0);
+    replace(overlayLoading, s.loaded !== undefined && s.count > 1 && s.loaded < s.count ? `Loading ${s.loaded} / ${s.count}` : '');
     if (s.windowWidth !== undefined && s.windowCenter !== undefined) {
       viewerBox.dataset.voi = `${Math.round(s.windowWidth)}/${Math.round(s.windowCenter)}`;
       replace(overlayVoi, `W ${Math.round(s.windowWidth)} L ${Math.round(s.windowCenter)}`);

@@ -8,6 +8,7 @@
 import {
   Enums,
   RenderingEngine,
+  cache,
   eventTarget,
   getEnabledElement,
   imageLoadPoolManager,
@@ -210,6 +211,8 @@ export interface StackState {
   rotation?: number;
   flipHorizontal?: boolean;
   flipVertical?: boolean;
+  /** Images of the stack loaded (decoded, in Cornerstone's cache): scrolling to them is instant. */
+  loaded?: number;
 }
 
 /** A StackViewport in `element` (on the shared rendering engine), with its own tool group. */
@@ -224,6 +227,8 @@ export class StackViewer {
   private turned = 0;
   private flippedH = false;
   private flippedV = false;
+  /** The stack's images in the cache (see `StackState.loaded`). */
+  private loaded = new Set<string>();
 
   constructor(
     private readonly element: HTMLDivElement,
@@ -261,6 +266,16 @@ export class StackViewer {
     this.listen(this.element, Enums.Events.IMAGE_RENDERED, update);
     this.listen(this.element, Enums.Events.CAMERA_MODIFIED, update);
     this.listen(eventTarget, Enums.Events.IMAGE_LOAD_ERROR, failed);
+    // How much of the stack is loaded: those already cached (another viewer, an earlier
+    // look) and each one the loader brings.
+    const stack = new Set(imageIds);
+    this.loaded = new Set(imageIds.filter((id) => cache.isLoaded(id)));
+    this.listen(eventTarget, Enums.Events.IMAGE_LOADED, (evt: Event) => {
+      const id = (evt as CustomEvent<{ image?: { imageId?: string } }>).detail?.image?.imageId;
+      if (!id || !stack.has(id) || this.loaded.has(id)) return;
+      this.loaded.add(id);
+      update();
+    });
     const keys = (evt: Event) => {
       const key = (evt as KeyboardEvent).key;
       const step = key === 'ArrowDown' || key === 'PageDown' ? 1 : key === 'ArrowUp' || key === 'PageUp' ? -1 : 0;
@@ -450,6 +465,7 @@ export class StackViewer {
       rotation: p.rotation ?? 0,
       flipHorizontal: p.flipHorizontal ?? false,
       flipVertical: p.flipVertical ?? false,
+      loaded: this.loaded.size,
     };
     if (voi && Number.isFinite(voi.lower) && Number.isFinite(voi.upper)) {
       s.windowWidth = voi.upper - voi.lower;

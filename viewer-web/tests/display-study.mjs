@@ -140,6 +140,9 @@ try {
     await page.mouse.up();
     await waitForState(page, (s) => s.voi !== voiBefore);
     await step(page, 'afterWindowDrag', shown);
+    // The rest of the series loaded behind the first image (the stack prefetch): the
+    // viewer says so, and its "Loading n / N" mark is gone.
+    report.allLoaded = await waitForState(page, (s) => s.loaded === s.count);
   }
   // Let late console messages (a failing decode in a worker) arrive before judging.
   await page.waitForTimeout(500);

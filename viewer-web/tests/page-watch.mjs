@@ -117,6 +117,8 @@ export async function viewerState(page) {
       series: v.dataset.series ?? null,
       index: v.dataset.index === undefined ? null : Number(v.dataset.index),
       count: v.dataset.count === undefined ? null : Number(v.dataset.count),
+      loaded: v.dataset.loaded === undefined ? null : Number(v.dataset.loaded),
+      loading: document.querySelector('#loading')?.textContent ?? '',
       voi: v.dataset.voi ?? null,
       invert: v.dataset.invert ?? null,
       slice: document.querySelector('#slice')?.textContent ?? '',
