@@ -180,8 +180,9 @@ async function studiesPage(ctx: PageContext): Promise<void> {
 async function studyPage(ctx: PageContext, study: string, wanted: string | undefined): Promise<void> {
   const title = h('h1', { id: 'patient-name' }, '');
   const facts = h('p', { id: 'study-facts', class: 'status' }, 'Loading the study…');
-  const { stackPanel } = await imaging();
-  if (!ctx.isCurrent()) return;
+  const loaded = await imagingFor(ctx);
+  if (!loaded) return;
+  const { stackPanel } = loaded;
   const stack = stackPanel({
     isCurrent: ctx.isCurrent,
     sessionEnded: ctx.sessionEnded,
@@ -249,6 +250,20 @@ async function studyPage(ctx: PageContext, study: string, wanted: string | undef
 
 // ---------------------------------------------------------------------------------------
 
+/**
+ * The imaging chunk for a page that shows images; if it cannot be loaded, the page says
+ * so in words (and gives nothing to go on with).
+ */
+async function imagingFor(ctx: PageContext): Promise<Awaited<ReturnType<typeof imaging>> | undefined> {
+  try {
+    const m = await imaging();
+    return ctx.isCurrent() ? m : undefined;
+  } catch (e) {
+    if (ctx.isCurrent()) replace(ctx.app, errorBox(message(e)));
+    return undefined;
+  }
+}
+
 let generation = 0;
 
 async function render(): Promise<void> {
@@ -290,9 +305,11 @@ async function render(): Promise<void> {
     case 'worklist':
       await worklistPage(ctx, route.view);
       break;
-    case 'read':
-      await (await imaging()).readingPage(ctx, route.task, route.study);
+    case 'read': {
+      const loaded = await imagingFor(ctx);
+      if (loaded) await loaded.readingPage(ctx, route.task, route.study);
       break;
+    }
     case 'portal':
       await portalPage(ctx, route.study);
       break;
