@@ -118,34 +118,66 @@ fn display(server: &Server, study: &str, series: Option<&str>, name: &str) -> Va
     let shots = run_dir().join("screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let screenshot = shots.join(format!("viewer-{name}.png"));
-    let mut c = Command::new("node");
-    c.current_dir(viewer_dir())
-        .arg("tests/display-study.mjs")
-        .arg(format!("http://127.0.0.1:{}", server.http_port))
-        .arg("dr-wang")
-        .arg(PASSWORD)
-        .arg(study)
-        .arg(&screenshot);
+    let mut c = browser_script("tests/display-study.mjs", server);
+    c.arg("dr-wang").arg(PASSWORD).arg(study).arg(&screenshot);
     if let Some(s) = series {
         c.arg(s);
     }
-    let out = run_bounded(c, Duration::from_secs(300));
+    let report = browser_report(
+        c,
+        &format!("display-study.mjs ({name})"),
+        server,
+        Duration::from_secs(300),
+    );
+    assert!(screenshot.is_file(), "{name}: no screenshot");
+    report
+}
+
+/// `node <script> BASE_URL` in viewer-web, for a browser script run against `server`; the
+/// caller adds the script's other arguments.
+pub(crate) fn browser_script(script: &str, server: &Server) -> Command {
+    let mut c = Command::new("node");
+    c.current_dir(viewer_dir())
+        .arg(script)
+        .arg(format!("http://127.0.0.1:{}", server.http_port));
+    c
+}
+
+/// Runs a browser script (within `limit`) and returns the JSON report it printed; panics,
+/// with the script's output and the server's log, when it printed none or the run broke.
+pub(crate) fn browser_report(c: Command, what: &str, server: &Server, limit: Duration) -> Value {
+    let out = run_bounded(c, limit);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+    let r: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
         panic!(
-            "display-study.mjs ({name}) printed no report ({e}; {}):\n{stdout}\n{}",
+            "{what} printed no report ({e}; {}):\n{stdout}\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         )
     });
     assert!(
-        out.status.success() && report["fatal"].is_null(),
-        "the browser run ({name}) broke: {}\nserver log:\n{}",
-        report["fatal"],
+        out.status.success() && r["fatal"].is_null(),
+        "the browser run ({what}) broke: {}\nreport: {r:#}\nserver log:\n{}",
+        r["fatal"],
         server.log()
     );
-    assert!(screenshot.is_file(), "{name}: no screenshot");
-    report
+    r
+}
+
+/// No uncaught error, Content-Security-Policy violation or dialog (an `alert` from injected
+/// markup would be one) in a browser run's report.
+pub(crate) fn assert_page_clean(r: &Value, what: &str) {
+    assert_eq!(
+        r["pageErrors"],
+        serde_json::json!([]),
+        "{what}: page errors"
+    );
+    assert_eq!(
+        r["cspViolations"],
+        serde_json::json!([]),
+        "{what}: CSP violations"
+    );
+    assert_eq!(r["dialogs"], serde_json::json!([]), "{what}: dialogs");
 }
 
 /// A 401 the page expects: `/api/me` telling it nobody is logged in (before the login and
@@ -160,17 +192,7 @@ fn expected_401(url: &str) -> bool {
 /// request; the wrong password was told in words, the right one let the user in, and the
 /// logout led back to the login form.
 fn assert_clean(r: &Value, name: &str) {
-    assert_eq!(
-        r["pageErrors"],
-        serde_json::json!([]),
-        "{name}: page errors"
-    );
-    assert_eq!(
-        r["cspViolations"],
-        serde_json::json!([]),
-        "{name}: CSP violations"
-    );
-    assert_eq!(r["dialogs"], serde_json::json!([]), "{name}: dialogs");
+    assert_page_clean(r, name);
     let bad: Vec<&Value> = r["console"]
         .as_array()
         .unwrap()

@@ -21,14 +21,15 @@
 //! docs/screenshots/ keeps copies that were looked at.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sqlx::Row as _;
 
 use crate::support::*;
-use crate::viewer::{dist_dir, require_browser_setup, uids, viewer_dir};
+use crate::viewer::{
+    assert_page_clean, browser_report, browser_script, dist_dir, require_browser_setup, uids,
+};
 
 const PASSWORD: &str = "admin flow test passphrase 4711";
 const MARKUP_CLINIC: &str = "<img src=x onerror=alert(1)>";
@@ -202,34 +203,15 @@ fn viewer_admin_pages_and_dashboard_in_chromium() {
     let shots = run_dir().join("screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     note_secret(PASSWORD);
-    let mut c = Command::new("node");
-    c.current_dir(viewer_dir())
-        .arg("tests/admin-flow.mjs")
-        .arg(format!("http://127.0.0.1:{}", server.http_port))
-        .args(["chief", "rad-chest", PASSWORD, NEW_CLINIC])
+    let mut c = browser_script("tests/admin-flow.mjs", &server);
+    c.args(["chief", "rad-chest", PASSWORD, NEW_CLINIC])
         .arg(&shots);
-    let out = run_bounded(c, Duration::from_secs(240));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let r: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "admin-flow.mjs printed no report ({e}; {}):\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(
-        out.status.success() && r["fatal"].is_null(),
-        "the browser run broke: {}\nreport: {r:#}\nserver log:\n{}",
-        r["fatal"],
-        server.log()
-    );
+    let r = browser_report(c, "admin-flow.mjs", &server, Duration::from_secs(240));
 
     // Clean: no uncaught error, CSP violation or dialog; the only failed requests and
     // console errors are the 401s of `/api/me` before each login and the refusal the test
     // provoked (the same clinic twice: 409).
-    assert_eq!(r["pageErrors"], serde_json::json!([]), "page errors");
-    assert_eq!(r["cspViolations"], serde_json::json!([]), "CSP violations");
-    assert_eq!(r["dialogs"], serde_json::json!([]), "dialogs");
+    assert_page_clean(&r, "admin-flow.mjs");
     let expected = |url: &str, status: u64| {
         (status == 401 && url.ends_with("/api/me"))
             || (status == 409 && url.ends_with("/api/admin/clinics"))

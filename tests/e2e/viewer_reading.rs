@@ -22,7 +22,6 @@
 //! at 1280×800 (worklist, reading view, portal) land in the run directory
 //! (`target/e2e-run/screenshots/`); docs/screenshots/ keeps copies that were looked at.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -30,7 +29,8 @@ use serde_json::Value;
 use crate::http::get;
 use crate::support::*;
 use crate::viewer::{
-    assert_changed, assert_picture, dist_dir, require_browser_setup, uids, viewer_dir,
+    assert_changed, assert_page_clean, assert_picture, browser_report, browser_script, dist_dir,
+    require_browser_setup, uids,
 };
 
 const PASSWORD: &str = "reading flow test passphrase 0815";
@@ -169,34 +169,15 @@ fn viewer_reading_flow_worklist_report_portal_in_chromium() {
     let shots = run_dir().join("screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     note_secret(PASSWORD);
-    let mut c = Command::new("node");
-    c.current_dir(viewer_dir())
-        .arg("tests/reading-flow.mjs")
-        .arg(format!("http://127.0.0.1:{}", server.http_port))
-        .args(["rad-chest", "doc-a", "doc-b", PASSWORD, &ct_study])
+    let mut c = browser_script("tests/reading-flow.mjs", &server);
+    c.args(["rad-chest", "doc-a", "doc-b", PASSWORD, &ct_study])
         .arg(sample_dir().join("sc_rgb_implicit.dcm"))
         .arg(&shots);
-    let out = run_bounded(c, Duration::from_secs(300));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let r: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "reading-flow.mjs printed no report ({e}; {}):\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(
-        out.status.success() && r["fatal"].is_null(),
-        "the browser run broke: {}\nreport: {r:#}\nserver log:\n{}",
-        r["fatal"],
-        server.log()
-    );
+    let r = browser_report(c, "reading-flow.mjs", &server, Duration::from_secs(300));
 
     // Clean: no uncaught error, CSP violation, dialog, console error or failed request but
     // the 401s of `/api/me` before each login and after each logout.
-    assert_eq!(r["pageErrors"], serde_json::json!([]), "page errors");
-    assert_eq!(r["cspViolations"], serde_json::json!([]), "CSP violations");
-    assert_eq!(r["dialogs"], serde_json::json!([]), "dialogs");
+    assert_page_clean(&r, "reading-flow.mjs");
     let me_401 = |url: &str, text: &str| url.ends_with("/api/me") && text.contains("401");
     let bad: Vec<&Value> = r["console"]
         .as_array()

@@ -28,7 +28,8 @@ use serde_json::Value;
 
 use crate::support::*;
 use crate::viewer::{
-    assert_changed, assert_picture, dist_dir, require_browser_setup, uids, viewer_dir,
+    assert_changed, assert_page_clean, assert_picture, browser_report, browser_script, dist_dir,
+    require_browser_setup, uids,
 };
 
 const PASSWORD: &str = "viewer tools test passphrase 2718";
@@ -156,34 +157,15 @@ fn viewer_reading_tools_layouts_priors_measurements_in_chromium() {
     let shots = run_dir().join("screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     note_secret(PASSWORD);
-    let mut c = Command::new("node");
-    c.current_dir(viewer_dir())
-        .arg("tests/reading-tools.mjs")
-        .arg(format!("http://127.0.0.1:{}", server.http_port))
-        .args(["rad-chest", PASSWORD, &ct_study, PRIOR_STUDY])
+    let mut c = browser_script("tests/reading-tools.mjs", &server);
+    c.args(["rad-chest", PASSWORD, &ct_study, PRIOR_STUDY])
         .arg(&shots);
-    let out = run_bounded(c, Duration::from_secs(300));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let r: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "reading-tools.mjs printed no report ({e}; {}):\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(
-        out.status.success() && r["fatal"].is_null(),
-        "the browser run broke: {}\nreport: {r:#}\nserver log:\n{}",
-        r["fatal"],
-        server.log()
-    );
+    let r = browser_report(c, "reading-tools.mjs", &server, Duration::from_secs(300));
 
     // Clean: no uncaught error, CSP violation (Cornerstone's measurement labels included),
     // dialog, console error or failed request but the 401 of `/api/me` before the login,
     // and — while the archive does not take key images — the draft refused with them.
-    assert_eq!(r["pageErrors"], serde_json::json!([]), "page errors");
-    assert_eq!(r["cspViolations"], serde_json::json!([]), "CSP violations");
-    assert_eq!(r["dialogs"], serde_json::json!([]), "dialogs");
+    assert_page_clean(&r, "reading-tools.mjs");
     let key_images_refused = r["keyImages"]["error"]
         .as_str()
         .is_some_and(|e| e.contains("without its 1 key image(s)"));
