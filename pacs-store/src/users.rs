@@ -1099,6 +1099,13 @@ struct Credentials {
 // ---------------------------------------------------------------------------------------
 // API tokens
 
+/// A token that holds, as [`Index::valid_token_at`] found it.
+struct ValidToken {
+    id: i64,
+    last_used: Option<i64>,
+    principal: Principal,
+}
+
 const TOKEN_LABEL_MAX_CHARS: usize = 100;
 const TOKEN_TTL_MAX: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 /// `last_used_at` is written at most this often per token (not on every request).
@@ -1164,17 +1171,21 @@ impl Index {
     }
 
     async fn verify_token_at(&self, secret: &str, now: i64) -> Result<Principal, AuthFailure> {
-        let (id, principal) = self.valid_token_at(secret, now).await?;
-        sqlx::query(
-            "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 \
-             AND (last_used_at IS NULL OR last_used_at < $3)",
-        )
-        .bind(now)
-        .bind(id)
-        .bind(now - micros(TOKEN_LAST_USED_GRANULARITY))
-        .execute(self.pool())
-        .await?;
-        Ok(principal)
+        let token = self.valid_token_at(secret, now).await?;
+        let stale = now - micros(TOKEN_LAST_USED_GRANULARITY);
+        // Written only when due (see `session_principal_at`: no write lock per request).
+        if token.last_used.is_none_or(|t| t < stale) {
+            sqlx::query(
+                "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 \
+                 AND (last_used_at IS NULL OR last_used_at < $3)",
+            )
+            .bind(now)
+            .bind(token.id)
+            .bind(stale)
+            .execute(self.pool())
+            .await?;
+        }
+        Ok(token.principal)
     }
 
     /// Whether a bearer token accepted earlier still holds (not revoked, not expired, its
@@ -1184,20 +1195,17 @@ impl Index {
     pub async fn recheck_token(&self, secret: &str) -> Result<Principal, AuthFailure> {
         self.valid_token_at(secret, now_micros())
             .await
-            .map(|(_, p)| p)
+            .map(|t| t.principal)
     }
 
-    /// The token's id and owner, if the token holds at `now`.
-    async fn valid_token_at(
-        &self,
-        secret: &str,
-        now: i64,
-    ) -> Result<(i64, Principal), AuthFailure> {
+    /// The token, if it holds at `now`.
+    async fn valid_token_at(&self, secret: &str, now: i64) -> Result<ValidToken, AuthFailure> {
         let Some(bytes) = secret.strip_prefix(TOKEN_PREFIX).and_then(decode_secret) else {
             return Err(AuthFailure::BadCredentials);
         };
         let row = sqlx::query(
-            "SELECT id, user_id, expires_at, revoked_at FROM api_tokens WHERE token_hash = $1",
+            "SELECT id, user_id, expires_at, revoked_at, last_used_at FROM api_tokens \
+             WHERE token_hash = $1",
         )
         .bind(secret_hash(TOKEN_HASH_CONTEXT, &bytes))
         .fetch_optional(self.pool())
@@ -1209,13 +1217,18 @@ impl Index {
         let user_id: i64 = row.try_get(1)?;
         let expires_at: Option<i64> = row.try_get(2)?;
         let revoked_at: Option<i64> = row.try_get(3)?;
+        let last_used: Option<i64> = row.try_get(4)?;
         if revoked_at.is_some() {
             return Err(AuthFailure::BadCredentials);
         }
         if expires_at.is_some_and(|e| e <= now) {
             return Err(AuthFailure::Expired);
         }
-        Ok((id, self.principal(user_id).await?))
+        Ok(ValidToken {
+            id,
+            last_used,
+            principal: self.principal(user_id).await?,
+        })
     }
 
     /// Revokes a token for good. Revoking it again is not an error.
@@ -1276,6 +1289,8 @@ struct ValidSession {
     id: i64,
     /// Its idle timeout, microseconds.
     idle: i64,
+    /// When it was last marked as used.
+    last_seen: i64,
     principal: Principal,
 }
 
@@ -1347,12 +1362,20 @@ impl Index {
         now: i64,
     ) -> Result<(Principal, String), AuthFailure> {
         let (session, bytes) = self.valid_session_at(secret, now).await?;
-        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $3")
+        let stale = now - touch_granularity(session.idle);
+        // Written only when due: an UPDATE, even one that changes nothing, takes SQLite's
+        // one write lock, and every request of a page (a series' frames) would queue
+        // behind the ingest and audit commits for it.
+        if session.last_seen < stale {
+            sqlx::query(
+                "UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $3",
+            )
             .bind(now)
             .bind(session.id)
-            .bind(now - touch_granularity(session.idle))
+            .bind(stale)
             .execute(self.pool())
             .await?;
+        }
         Ok((session.principal, csrf_token(&bytes)))
     }
 
@@ -1407,6 +1430,7 @@ impl Index {
             ValidSession {
                 id,
                 idle,
+                last_seen,
                 principal,
             },
             bytes,
