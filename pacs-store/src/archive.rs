@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::audit::{self, Action, AuditBatcher, AuditEvent, EventId, Outcome};
+use crate::audit::{self, Action, AuditEvent, EventId, Outcome};
 use crate::header::{self, HeaderError, IndexedAttributes};
 use crate::index::{Index, NewConflict, NewInstance, now_micros};
 use crate::objects::{ObjectKey, ObjectStore};
@@ -104,8 +104,6 @@ pub struct Archive {
     objects: Arc<dyn ObjectStore>,
     staging_dir: PathBuf,
     max_object_size: u64,
-    /// Audit appends of concurrent ingests, written together.
-    audit: AuditBatcher,
     /// The command named in the audit events of file ingests.
     audit_command: &'static str,
 }
@@ -126,7 +124,6 @@ impl Archive {
             objects,
             staging_dir,
             max_object_size,
-            audit: AuditBatcher::default(),
             audit_command: "pacs import",
         })
     }
@@ -557,7 +554,7 @@ impl Archive {
 
     /// Appends an audit event (written together with concurrent ones); returns its id.
     pub async fn audit(&self, event: AuditEvent) -> Result<i64> {
-        self.audit.append(&self.index, event).await
+        self.index.audit(event).await
     }
 
     /// [`Archive::audit`] for callers that go on whatever happens: a failure is logged and

@@ -34,7 +34,8 @@
 //! ## One chain, however many writers
 //! An append reads the last entry and writes the next, so appends are serialised or the
 //! chain would fork: in this process by one async mutex (one writer at a time; concurrent
-//! callers of [`AuditBatcher`] are written together in one transaction, one fsync), across
+//! callers of [`Index::audit`] are written together by its [`AuditBatcher`], in one
+//! transaction, one fsync), across
 //! processes and nodes by the database — SQLite: the transaction starts with
 //! `BEGIN IMMEDIATE` (the write lock is taken before the last hash is read); PostgreSQL:
 //! `pg_advisory_xact_lock` is taken inside the transaction before the last hash is read, and
@@ -665,13 +666,15 @@ pub(crate) fn record_from_row(r: &AnyRow) -> Result<AuditRecord> {
 static APPEND_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl Index {
-    /// Appends one event to the audit trail; returns its id.
+    /// Appends one event to the audit trail; returns its id once committed. Concurrent
+    /// calls on this index (and its clones) are written together, in one transaction and
+    /// one fsync ([`AuditBatcher`]): a burst of audited reads — a viewer fetching a series
+    /// frame by frame, four at a time — costs one commit per burst, not one each.
     pub async fn audit(&self, event: AuditEvent) -> Result<i64> {
-        let ids = self.audit_all(std::slice::from_ref(&event)).await?;
-        Ok(ids[0])
+        self.audit.append(self, event).await
     }
 
-    /// Appends events in order, in one transaction; returns their ids.
+    /// Appends events in order, in one transaction of their own; returns their ids.
     pub async fn audit_all(&self, events: &[AuditEvent]) -> Result<Vec<i64>> {
         if events.is_empty() {
             return Ok(Vec::new());
@@ -745,10 +748,11 @@ impl Index {
 
 type Waiting = (AuditEvent, oneshot::Sender<Result<i64>>);
 
-/// Appends from many concurrent callers (the ingest path: one event per received object),
-/// written together: whoever finds the queue non-empty and the writer free writes
-/// everything queued in one transaction (one lock, one fsync), the others find their ids
-/// written for them. Cheap to clone; clones share the queue.
+/// Appends from many concurrent callers ([`Index::audit`]: one event per received object,
+/// per audited read), written together: whoever finds the queue non-empty and the writer
+/// free writes everything queued in one transaction (one lock, one fsync), the others find
+/// their ids written for them. Each caller still returns only once its own entry is
+/// committed. Cheap to clone; clones share the queue.
 #[derive(Debug, Clone, Default)]
 pub struct AuditBatcher {
     inner: Arc<BatcherInner>,
@@ -798,6 +802,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn write_batch(index: Index, batch: Vec<Waiting>) {
+    metrics::histogram!("pacs_audit_batch_size").record(batch.len() as f64);
     let (events, replies): (Vec<AuditEvent>, Vec<_>) = batch.into_iter().unzip();
     match index.audit_all(&events).await {
         Ok(ids) => {
@@ -813,7 +818,9 @@ async fn write_batch(index: Index, batch: Vec<Waiting>) {
         Err(e) => {
             tracing::debug!(error = %e, n = events.len(), "audit batch failed; appending one by one");
             for (event, reply) in events.into_iter().zip(replies) {
-                let _ = reply.send(index.audit(event).await);
+                // Alone, past the batcher (whose leader is waiting for this task).
+                let one = index.audit_all(std::slice::from_ref(&event)).await;
+                let _ = reply.send(one.map(|ids| ids[0]));
             }
         }
     }
@@ -1577,8 +1584,8 @@ mod tests {
     }
 
     /// Many tasks, two "nodes" (two pools on one database, the second bypassing this
-    /// process's lock as another process would), direct appends and batched ones: one
-    /// unbroken chain with contiguous ids.
+    /// process's lock as another process would), direct appends and batched ones (the
+    /// index's own batcher and a second one): one unbroken chain with contiguous ids.
     async fn concurrent_appends(url: &str) {
         let a = Index::open(url).await.unwrap();
         let b = Index::open(url).await.unwrap();
@@ -1589,12 +1596,15 @@ mod tests {
             tasks.spawn(async move {
                 for i in 0..20usize {
                     let e = store_event(t * 100 + i);
-                    match t % 3 {
+                    match t % 4 {
                         0 => {
                             a.audit(e).await.unwrap();
                         }
                         1 => {
                             batcher.append(&a, e).await.unwrap();
+                        }
+                        2 => {
+                            a.audit_all(std::slice::from_ref(&e)).await.unwrap();
                         }
                         _ => {
                             b.append_chained(std::slice::from_ref(&e)).await.unwrap();

@@ -46,6 +46,8 @@ impl TlsListener {
                     },
                     _ = tx.closed() => return,
                 };
+                // As for plain HTTP (`crate::run`): no Nagle delay at the end of a response.
+                let _ = stream.set_nodelay(true);
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     tracing::warn!(%peer, "too many TLS handshakes in progress; connection dropped");
                     continue;

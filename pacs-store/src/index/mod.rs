@@ -48,6 +48,8 @@ pub struct Index {
     writer: writer::WriterHandle,
     /// Bumped by [`Index::notify_events`]: outbox events were committed by this process.
     events: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Concurrent [`Index::audit`] calls, written together (one transaction, one fsync).
+    pub(crate) audit: crate::audit::AuditBatcher,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -122,6 +124,7 @@ impl Index {
             backend,
             writer,
             events: Arc::new(tokio::sync::watch::channel(0).0),
+            audit: crate::audit::AuditBatcher::default(),
         })
     }
 
