@@ -56,6 +56,8 @@ export const MEASUREMENT_TOOLS: string[] = [
 ];
 
 let viewers = 0;
+/** How often the loading progress of a series is shown, at most (ms). */
+const PROGRESS_MS = 250;
 /** Frame requests the stack prefetch keeps in flight. */
 const PREFETCH_REQUESTS = 4;
 /**
@@ -85,6 +87,7 @@ function initialise(): Promise<void> {
       // The codecs run in module web workers served from /assets; a reading workstation
       // has cores to spare, a small clinic PC may not.
       maxWebWorkers: Math.max(1, Math.min(4, Math.floor((navigator.hardwareConcurrency || 2) / 2))),
+      beforeSend: frameRequestHeaders,
     });
     toolsInit();
     // The stack prefetch (below) keeps this many frame requests in flight: the browser
@@ -97,6 +100,21 @@ function initialise(): Promise<void> {
     }
   })();
   return initialised;
+}
+
+/**
+ * The `Accept` of a frame request: one frame as a single-part body, in the stored syntax
+ * (`application/octet-stream` for native pixels, the bitstream's own type — `image/jls`,
+ * `image/jp2`… — for compressed ones), the multipart answer only as a fallback. The
+ * loader's default asks for multipart, whose parser then searches every frame's bytes for
+ * the closing boundary in JavaScript: measured on the 500-slice CT, 1.2 s of the main
+ * thread while the series loaded.
+ */
+export const FRAME_ACCEPT =
+  'application/octet-stream; transfer-syntax=*, multipart/related; type="application/octet-stream"; transfer-syntax=*';
+
+function frameRequestHeaders(_xhr: XMLHttpRequest, _imageId: string, headers: Record<string, string>): Record<string, string> {
+  return headers.Accept?.startsWith('multipart/related') ? { Accept: FRAME_ACCEPT } : {};
 }
 
 /** SOP classes whose instances carry no image to show in a stack. */
@@ -270,11 +288,25 @@ export class StackViewer {
     // look) and each one the loader brings.
     const stack = new Set(imageIds);
     this.loaded = new Set(imageIds.filter((id) => cache.isLoaded(id)));
+    // The progress is shown at most every PROGRESS_MS while the series loads (and at once
+    // when it is complete): every change of the page is a new frame for the compositor,
+    // and one per slice cost more than loading the slices on a machine without a GPU.
+    let progress: ReturnType<typeof setTimeout> | undefined;
+    this.listeners.push(() => clearTimeout(progress));
     this.listen(eventTarget, Enums.Events.IMAGE_LOADED, (evt: Event) => {
       const id = (evt as CustomEvent<{ image?: { imageId?: string } }>).detail?.image?.imageId;
       if (!id || !stack.has(id) || this.loaded.has(id)) return;
       this.loaded.add(id);
-      update();
+      if (this.loaded.size === stack.size) {
+        clearTimeout(progress);
+        progress = undefined;
+        update();
+      } else {
+        progress ??= setTimeout(() => {
+          progress = undefined;
+          update();
+        }, PROGRESS_MS);
+      }
     });
     const keys = (evt: Event) => {
       const key = (evt as KeyboardEvent).key;
