@@ -250,6 +250,10 @@ pub fn router(state: ApiState) -> Router {
             get(dicomweb::frames::bulkdata),
         )
         .route(
+            "/dicom-web/studies/{study}/series/{series}/pixeldata",
+            get(dicomweb::frames::series_pixeldata),
+        )
+        .route(
             "/dicom-web/studies/{study}/series",
             get(dicomweb::qido::study_series),
         )

@@ -380,6 +380,10 @@ fn access_matrix(backend: Backend) {
                 ),
                 (format!("{inst}/metadata"), "no such instance"),
                 (format!("{inst}/frames/1"), "no such instance"),
+                (
+                    format!("/dicom-web/studies/{uid}/series/{uid}.1/pixeldata"),
+                    "no such series",
+                ),
             ] {
                 let r = get(port, &path, &h);
                 if u.sees.contains(&uid) {
@@ -542,6 +546,7 @@ fn access_matrix(backend: Backend) {
         &format!("/dicom-web/studies/{NORTH_STUDY}/series"),
         &format!("/dicom-web/studies/{NORTH_STUDY}"),
         &format!("/dicom-web/studies/{NORTH_STUDY}/metadata"),
+        &format!("/dicom-web/studies/{NORTH_STUDY}/series/{NORTH_STUDY}.1/pixeldata"),
         &format!("/api/studies/{NORTH_STUDY}"),
         &format!("/api/studies/{GUESSED}"),
         "/api/me",

@@ -307,6 +307,42 @@ fn wado_metadata(backend: Backend) {
     )
     .expect(406, "metadata as XML");
 
+    // Series pixel data: every frame of every instance in one answer, in the series' order,
+    // each part what the frame's own request gives, with its location and length.
+    let any = "multipart/related; type=\"application/octet-stream\"; transfer-syntax=*";
+    let ct_series = &by_name["ct_01.dcm"].1;
+    let r = get_as(
+        &format!("/dicom-web/studies/{ct_study}/series/{ct_series}/pixeldata"),
+        Some(any),
+    );
+    r.expect(200, "CT series pixel data");
+    let parts = multipart_parts(&r);
+    assert_eq!(parts.len(), 10, "one part per CT slice");
+    for (i, (head, body)) in parts.iter().enumerate() {
+        let name = format!("ct_{:02}.dcm", i + 1);
+        let own = get_as(&format!("{}/frames/1", instance_path(&name)), Some(any));
+        own.expect(200, &name);
+        assert!(
+            *body == multipart_parts(&own)[0].1,
+            "{name}: the frame's own bytes"
+        );
+        assert!(
+            head.contains(&format!(
+                "Content-Location: {}/frames/1",
+                instance_path(&name)
+            )),
+            "{name}: {head}"
+        );
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{name}: {head}"
+        );
+        assert_eq!(
+            part_type(head),
+            "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1",
+            "{name}"
+        );
+    }
     // The cache: with an object gone from the object store, its metadata is still
     // answered in full (it is not read again); a late instance of the series appears.
     let gone = by_name["ct_05.dcm"].2.clone();
@@ -473,6 +509,41 @@ fn wado_metadata(backend: Backend) {
         ["image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.50"]
     );
     assert!(r.raw == cine[3]);
+    // Series pixel data of a multi-frame JPEG: its frames as stored, in order.
+    let any = "multipart/related; type=\"application/octet-stream\"; transfer-syntax=*";
+    let (us_study, us_series, _) = &by_name["us_cine_jpeg.dcm"];
+    let us_pixels = format!("/dicom-web/studies/{us_study}/series/{us_series}/pixeldata");
+    let r = get_as(&us_pixels, Some(any));
+    r.expect(200, "cine series pixel data");
+    let parts = multipart_parts(&r);
+    assert_eq!(parts.len(), 10);
+    for (n, (head, body)) in parts.iter().enumerate() {
+        assert!(*body == cine[n], "cine frame {}", n + 1);
+        assert!(head.contains(&format!("/frames/{}", n + 1)), "{head}");
+        assert_eq!(
+            part_type(head),
+            "image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.50"
+        );
+    }
+    // Not offered: a single part, and compressed frames to a client that takes
+    // uncompressed ones only (they are decoded frame by frame); each says why.
+    for (accept, why) in [
+        ("application/octet-stream", "multipart"),
+        (
+            "multipart/related; type=\"application/octet-stream\"",
+            "frame by frame",
+        ),
+    ] {
+        let r = get_as(&us_pixels, Some(accept));
+        r.expect(406, accept);
+        assert!(r.error().contains(why), "{accept}: {}", r.error());
+    }
+    get_as(
+        &format!("/dicom-web/studies/{us_study}/series/1.2.3.4/pixeldata"),
+        Some(any),
+    )
+    .expect(404, "unknown series");
+
     // dicomweb-client's frames.
     let (st, se, sop) = &by_name["us_cine_jpeg.dcm"];
     let got = peer(
@@ -619,6 +690,10 @@ fn wado_metadata(backend: Backend) {
         (format!("{mr}/frames/1"), "no such instance"),
         (format!("{mr}/bulkdata/7FE00010"), "no such instance"),
         (
+            format!("/dicom-web/studies/{mr_study}/series/{mr_series}/pixeldata"),
+            "no such series",
+        ),
+        (
             "/dicom-web/studies/1.2.3.4.5.6.7/metadata".to_owned(),
             "no such study",
         ),
@@ -670,8 +745,9 @@ fn wado_metadata(backend: Backend) {
     let ok = reads.iter().find(|e| e["outcome"] == 0).unwrap();
     assert_eq!(ok["action"], "R");
     assert_eq!(ok["study_instance_uid"], sc_study.as_str());
+    // Frames, bulk data and series pixel data refused: one failed transfer each.
     let transfers = search("110104", "svc-b");
-    assert_eq!(transfers.len(), 2, "{transfers:?}");
+    assert_eq!(transfers.len(), 3, "{transfers:?}");
     assert!(
         transfers
             .iter()

@@ -33,6 +33,7 @@ import {
 } from '@cornerstonejs/tools';
 
 import { getDicomJson } from './api';
+import { loadSeriesPixelData } from './series-loader';
 import { installSvgStyleShim } from './csp-shim';
 import { type DicomJson, Tag, num, nums, text } from './dicom';
 
@@ -342,10 +343,22 @@ export class StackViewer {
     viewport.render();
     live.add(this);
     update();
-    // The rest of the series loads in the background, nearest slices first (and again
-    // around each slice scrolled to), so that the whole stack scrolls without waiting.
-    if (imageIds.length > 1) toolUtilities.stackPrefetch.enable(this.element);
+    // The rest of the series loads in the background, so that the whole stack scrolls
+    // without waiting: in one request (the series' pixel data), or, where that is not
+    // offered, frame by frame by the stack prefetch (nearest slices first, and again around
+    // each slice scrolled to).
+    if (imageIds.length > 1) this.prefetch(imageIds);
   }
+
+  private prefetch(imageIds: string[]): void {
+    const element = this.element;
+    const stop = new AbortController();
+    this.listeners.push(() => stop.abort());
+    loadSeriesPixelData(imageIds, stop.signal).catch(() => {
+      if (!stop.signal.aborted && getEnabledElement(element)) toolUtilities.stackPrefetch.enable(element);
+    });
+  }
+
 
   /** Puts back the rotation and flips chosen (a refit after a resize resets them). */
   restorePresentation(): void {

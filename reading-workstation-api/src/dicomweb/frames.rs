@@ -1,4 +1,4 @@
-//! WADO-RS frames and bulk data (PS3.18 10.4.1.1.3–10.4.1.1.5):
+//! WADO-RS frames, series pixel data and bulk data (PS3.18 10.4.1.1.3–10.4.1.1.5):
 //! `GET /dicom-web/studies/{study}/series/{series}/instances/{instance}/frames/{list}` and
 //! `…/instances/{instance}/bulkdata/{tag}`.
 //!
@@ -24,6 +24,9 @@
 //! `Content-Location`. With a single-part `Accept` (`application/octet-stream`, `image/jls`…)
 //! one frame is answered as a single-part body.
 //!
+//! **Series pixel data** (`…/series/{series}/pixeldata`, [`series_pixeldata`]): every
+//! frame of every instance of the series in one multipart answer, parts as above.
+//!
 //! **Bulk data** of a top-level attribute whose metadata has a `BulkDataURI`: one part,
 //! `application/octet-stream`, the value in little endian, streamed. Pixel Data: the whole
 //! native pixel data likewise; compressed Pixel Data is all its frames, as for
@@ -35,6 +38,7 @@
 //! audited before the first byte (110104 DICOM Instances Transferred, action R).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -502,6 +506,125 @@ async fn send_decoded(
     multipart(rep.media, &part_type, stream::iter(parts).boxed())
 }
 
+/// Frames read ahead of the one being sent, in a series' pixel data.
+const PIXELDATA_READ_AHEAD: usize = 4;
+
+/// `GET /dicom-web/studies/{study}/series/{series}/pixeldata` (PS3.18 10.4.1.1.5, Series
+/// Pixel Data): every frame of every instance of the series, in the series' order (series
+/// number, instance number), one part each, as [`frames`] would answer them one by one
+/// (`Content-Location` is the frame's URI). One request instead of one per frame: a viewer
+/// loading a 500-slice CT sends 1 request, not 500. Multipart only; frames that would need
+/// decoding (compressed instances, a client that takes uncompressed data only) are not
+/// offered here (406, saying to ask for them frame by frame). Instances without pixel data
+/// are left out.
+pub async fn series_pixeldata(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((study, series)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    check_uids(&study, Some(&series), None)?;
+    let accepted = accepted(&headers)?;
+    let items = state
+        .archive
+        .metadata(caller.scope(), &study, Some(&series), None)
+        .await?;
+    if items.is_empty() {
+        let event = caller
+            .event(EventId::InstancesTransferred, Action::Read)
+            .with_study(Some(study.clone()))
+            .with_outcome(
+                Outcome::MinorFailure,
+                "WADO-RS series pixel data: no such series, or not permitted".to_owned(),
+            );
+        caller.audit_read(&state, event).await?;
+        return Err(ApiError::not_found("no such series"));
+    }
+    let mut plans = Vec::new();
+    let mut media = None;
+    let mut frame_count = 0usize;
+    for inst in &items {
+        if inst.unreadable {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "the stored object of instance {} cannot be read (the error is in the \
+                     server's log); ask an administrator to run pacs check",
+                    inst.item.sop_instance_uid
+                ),
+            ));
+        }
+        let Some(px) = inst.layout.pixel.as_ref() else {
+            continue;
+        };
+        let stored = inst.item.transfer_syntax_uid.as_str();
+        let compressed = px.length.is_none() && stored != ENCAPSULATED_UNCOMPRESSED;
+        // Several parts whatever the count: a single-part `Accept` does not fit.
+        let rep = choose(&accepted, stored, compressed, 2)?;
+        if rep.decode {
+            return Err(ApiError::new(
+                StatusCode::NOT_ACCEPTABLE,
+                format!(
+                    "instance {} is stored compressed ({stored}) and the Accept header takes \
+                     uncompressed frames only, which are decoded frame by frame: ask for its \
+                     frames (…/instances/{{instance}}/frames/{{list}}), or accept \
+                     transfer-syntax=*",
+                    inst.item.sop_instance_uid
+                ),
+            ));
+        }
+        let plan = state.archive.frame_plan(inst).await.map_err(frame_error)?;
+        let count = px.number_of_frames.max(1);
+        frame_count += count as usize;
+        media.get_or_insert(rep.media);
+        let part_type: Arc<str> =
+            format!("{}; transfer-syntax={}", rep.media, rep.transfer_syntax).into();
+        plans.push((Arc::new(plan), part_type, inst.uri(), count));
+    }
+    let Some(media) = media else {
+        return Err(ApiError::not_found(format!(
+            "series {series} has no instance with pixel data"
+        )));
+    };
+    let first = &items[0].item;
+    let event = caller
+        .event(EventId::InstancesTransferred, Action::Read)
+        .with_patient(
+            Some(first.patient_id.clone()),
+            first.issuer_of_patient_id.clone(),
+        )
+        .with_study(Some(study.clone()))
+        .with_instances(
+            items
+                .iter()
+                .filter(|i| i.layout.pixel.is_some())
+                .map(|i| i.item.sop_instance_uid.clone())
+                .collect(),
+        )
+        .with_detail(format!(
+            "WADO-RS series pixel data of {series}: {frame_count} frames of {} instances",
+            plans.len()
+        ));
+    caller.audit_read(&state, event).await?;
+
+    let archive = state.archive.clone();
+    let frames = stream::iter(plans.into_iter().flat_map(|(plan, part_type, uri, count)| {
+        (1..=count).map(move |n| (plan.clone(), part_type.clone(), uri.clone(), n))
+    }))
+    .map(move |(plan, part_type, uri, n)| {
+        let archive = archive.clone();
+        async move {
+            let bytes = archive
+                .read_frame(&plan, n)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            Ok::<_, std::io::Error>((part_type, format!("{uri}/frames/{n}"), bytes))
+        }
+    })
+    .buffered(PIXELDATA_READ_AHEAD);
+    multipart_typed(media, frames.boxed())
+}
+
 fn list_text(numbers: &[u32]) -> String {
     let shown: Vec<String> = numbers.iter().take(20).map(u32::to_string).collect();
     if numbers.len() > 20 {
@@ -618,17 +741,32 @@ fn single_part(content_type: &str, bytes: Bytes) -> Response {
 }
 
 type Parts = stream::BoxStream<'static, std::io::Result<(String, Bytes)>>;
+/// Parts with a content type each: (type, location, bytes).
+type TypedParts = stream::BoxStream<'static, std::io::Result<(Arc<str>, String, Bytes)>>;
 
-/// A streamed `multipart/related` answer, one part per (location, bytes).
+/// A streamed `multipart/related` answer, one part of `part_type` per (location, bytes).
 fn multipart(media: &str, part_type: &str, parts: Parts) -> Result<Response, ApiError> {
+    let part_type: Arc<str> = part_type.into();
+    multipart_typed(
+        media,
+        parts
+            .map_ok(move |(location, bytes)| (part_type.clone(), location, bytes))
+            .boxed(),
+    )
+}
+
+/// A streamed `multipart/related` answer. Every part says its length (`Content-Length`), so
+/// that a client can cut the parts without searching the bytes for the boundary.
+fn multipart_typed(media: &str, parts: TypedParts) -> Result<Response, ApiError> {
     let boundary = new_boundary();
     let content_type = format!("multipart/related; type=\"{media}\"; boundary={boundary}");
-    let part_type = part_type.to_owned();
     let closing = Bytes::from(format!("--{boundary}--\r\n"));
     let body = parts
-        .map_ok(move |(location, bytes)| {
+        .map_ok(move |(part_type, location, bytes)| {
             let head = Bytes::from(format!(
-                "--{boundary}\r\nContent-Type: {part_type}\r\nContent-Location: {location}\r\n\r\n"
+                "--{boundary}\r\nContent-Type: {part_type}\r\nContent-Location: {location}\r\n\
+                 Content-Length: {}\r\n\r\n",
+                bytes.len()
             ));
             stream::iter([
                 Ok::<_, std::io::Error>(head),
