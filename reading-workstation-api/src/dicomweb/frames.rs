@@ -327,6 +327,17 @@ fn frame_error(e: StoreError) -> ApiError {
     }
 }
 
+/// 500 for an instance whose stored object cannot be read (`what`: which one).
+fn unreadable(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!(
+            "the stored object of {what} cannot be read (the error is in the server's log); \
+             ask an administrator to run pacs check"
+        ),
+    )
+}
+
 /// The instance within the caller's scope, or 404 (audited as a failed transfer).
 async fn one_instance(
     state: &ApiState,
@@ -341,11 +352,7 @@ async fn one_instance(
         .metadata(caller.scope(), study, Some(series), Some(instance))
         .await?;
     match items.pop() {
-        Some(item) if item.unreadable => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the stored object of this instance cannot be read (the error is in the server's \
-             log); ask an administrator to run pacs check",
-        )),
+        Some(item) if item.unreadable => Err(unreadable("this instance")),
         Some(item) => Ok(item),
         None => {
             let event = caller
@@ -545,14 +552,10 @@ pub async fn series_pixeldata(
     let mut frame_count = 0usize;
     for inst in &items {
         if inst.unreadable {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!(
-                    "the stored object of instance {} cannot be read (the error is in the \
-                     server's log); ask an administrator to run pacs check",
-                    inst.item.sop_instance_uid
-                ),
-            ));
+            return Err(unreadable(&format!(
+                "instance {}",
+                inst.item.sop_instance_uid
+            )));
         }
         let Some(px) = inst.layout.pixel.as_ref() else {
             continue;
