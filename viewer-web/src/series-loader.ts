@@ -42,7 +42,7 @@ function provide(): void {
 }
 
 /** The series URL the image ids share (`…/dicom-web/studies/S/series/SE`), if they do. */
-export function seriesUrlOf(imageIds: string[]): string | undefined {
+function seriesUrlOf(imageIds: string[]): string | undefined {
   const m = /^wadors:(.+\/dicom-web\/studies\/[0-9.]+\/series\/[0-9.]+)\/instances\/[0-9.]+\/frames\/\d+$/.exec(imageIds[0] ?? '');
   if (!m) return undefined;
   const prefix = `wadors:${m[1]}/instances/`;

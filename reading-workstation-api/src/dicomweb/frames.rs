@@ -45,11 +45,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::{StreamExt, TryFutureExt, TryStreamExt, stream};
 use pacs_store::StoreError;
+use pacs_store::archive::Archive;
 use pacs_store::audit::{Action, EventId, Outcome};
 use pacs_store::metadata::InstanceMetadata;
-use pacs_store::metadata::frames::PIXEL_DATA;
+use pacs_store::metadata::frames::{FramePlan, PIXEL_DATA};
 use pacs_store::query::is_uid;
 
 use super::wado::EXPLICIT_VR_LE;
@@ -452,20 +453,25 @@ async fn send_frames(
         return Ok(single_part(&part_type, bytes));
     }
     let archive = state.archive.clone();
-    let plan = std::sync::Arc::new(plan);
-    let frames = stream::iter(numbers).then(move |n| {
-        let archive = archive.clone();
-        let plan = plan.clone();
-        let uri = uri.clone();
-        async move {
-            let bytes = archive
-                .read_frame(&plan, n)
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            Ok::<_, std::io::Error>((format!("{uri}/frames/{n}"), bytes))
-        }
-    });
+    let plan = Arc::new(plan);
+    let frames = stream::iter(numbers)
+        .then(move |n| frame_part(archive.clone(), plan.clone(), uri.clone(), n));
     multipart(rep.media, &part_type, frames.boxed())
+}
+
+/// Frame `n` of the instance at `uri` (its `plan`) as a multipart part: its location and
+/// bytes.
+async fn frame_part(
+    archive: Archive,
+    plan: Arc<FramePlan>,
+    uri: String,
+    n: u32,
+) -> std::io::Result<(String, Bytes)> {
+    let bytes = archive
+        .read_frame(&plan, n)
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok((format!("{uri}/frames/{n}"), bytes))
 }
 
 /// Compressed frames decoded (`crate::render::decode_frame_native`, with the rendering's
@@ -548,6 +554,7 @@ pub async fn series_pixeldata(
         return Err(ApiError::not_found("no such series"));
     }
     let mut plans = Vec::new();
+    let mut sops = Vec::new();
     let mut media = None;
     let mut frame_count = 0usize;
     for inst in &items {
@@ -583,6 +590,7 @@ pub async fn series_pixeldata(
         let part_type: Arc<str> =
             format!("{}; transfer-syntax={}", rep.media, rep.transfer_syntax).into();
         plans.push((Arc::new(plan), part_type, inst.uri(), count));
+        sops.push(inst.item.sop_instance_uid.clone());
     }
     let Some(media) = media else {
         return Err(ApiError::not_found(format!(
@@ -597,17 +605,11 @@ pub async fn series_pixeldata(
             first.issuer_of_patient_id.clone(),
         )
         .with_study(Some(study.clone()))
-        .with_instances(
-            items
-                .iter()
-                .filter(|i| i.layout.pixel.is_some())
-                .map(|i| i.item.sop_instance_uid.clone())
-                .collect(),
-        )
         .with_detail(format!(
             "WADO-RS series pixel data of {series}: {frame_count} frames of {} instances",
-            plans.len()
-        ));
+            sops.len()
+        ))
+        .with_instances(sops);
     caller.audit_read(&state, event).await?;
 
     let archive = state.archive.clone();
@@ -615,14 +617,8 @@ pub async fn series_pixeldata(
         (1..=count).map(move |n| (plan.clone(), part_type.clone(), uri.clone(), n))
     }))
     .map(move |(plan, part_type, uri, n)| {
-        let archive = archive.clone();
-        async move {
-            let bytes = archive
-                .read_frame(&plan, n)
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            Ok::<_, std::io::Error>((part_type, format!("{uri}/frames/{n}"), bytes))
-        }
+        frame_part(archive.clone(), plan, uri, n)
+            .map_ok(move |(location, bytes)| (part_type, location, bytes))
     })
     .buffered(PIXELDATA_READ_AHEAD);
     multipart_typed(media, frames.boxed())
