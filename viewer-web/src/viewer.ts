@@ -248,6 +248,8 @@ export class StackViewer {
   private flippedV = false;
   /** The stack's images in the cache (see `StackState.loaded`). */
   private loaded = new Set<string>();
+  /** The first image of the stack being shown, until it is drawn (or failed). */
+  private settling: Promise<unknown> | undefined;
 
   constructor(
     private readonly element: HTMLDivElement,
@@ -258,6 +260,10 @@ export class StackViewer {
 
   async show(imageIds: string[], initialIndex = 0): Promise<void> {
     await initialise();
+    // The previous stack's first image is let finish before its viewport goes: disabled
+    // under a pending load, Cornerstone still asked the gone viewport for its camera ("No
+    // renderer found for the viewport"), seen when a series was chosen at once.
+    await this.settling?.catch(() => undefined);
     this.destroy();
     this.engine = sharedEngine();
     this.engine.enableElement({
@@ -333,7 +339,8 @@ export class StackViewer {
     this.listeners.push(() => resized.disconnect());
 
     try {
-      await viewport.setStack(imageIds, Math.min(Math.max(0, initialIndex), imageIds.length - 1));
+      this.settling = viewport.setStack(imageIds, Math.min(Math.max(0, initialIndex), imageIds.length - 1));
+      await this.settling;
     } catch (e) {
       if (this.viewport !== viewport) return;
       throw new Error(describeLoadError(e));
