@@ -680,7 +680,97 @@ impl Index {
             return Ok(Vec::new());
         }
         let _one_writer = APPEND_LOCK.lock().await;
+        if self.backend() == Backend::Sqlite
+            && let Some(ids) = self.append_after_known_head(events).await?
+        {
+            return Ok(ids);
+        }
         self.append_chained(events).await
+    }
+
+    /// The append as one statement, when this process knows the last entry from its own
+    /// previous append: the entries are chained to it in memory and inserted on condition
+    /// that it is still the last one — checked by the INSERT itself, under SQLite's write
+    /// lock, so nothing can come in between. One statement in autocommit is one trip to the
+    /// database and one fsync, where the transaction of [`Index::append_chained`] takes four
+    /// trips; the audited read a user waits for is that much shorter. `None` (nothing
+    /// written) when the last entry is not known or no longer the last (another process or
+    /// node appended): the caller then appends the long way, which reads it.
+    async fn append_after_known_head(&self, events: &[AuditEvent]) -> Result<Option<Vec<i64>>> {
+        if events.len() > MAX_BATCH {
+            return Ok(None);
+        }
+        let Some((head_id, head_hash)) = self.audit.known_head() else {
+            return Ok(None);
+        };
+        let (mut id, mut prev) = (head_id, head_hash.clone());
+        let records: Vec<AuditRecord> = events
+            .iter()
+            .map(|event| {
+                id += 1;
+                let r = AuditRecord::chained(id, &prev, event);
+                prev.clone_from(&r.hash);
+                r
+            })
+            .collect();
+        const COLUMNS: usize = 18;
+        let mut sql = String::from(concat!(
+            "INSERT INTO audit_log (",
+            audit_columns!(),
+            ") SELECT * FROM (VALUES "
+        ));
+        for i in 0..records.len() {
+            let first = i * COLUMNS + 1;
+            sql.push_str(if i == 0 { "(" } else { ", (" });
+            let params: Vec<String> = (first..first + COLUMNS).map(|n| format!("${n}")).collect();
+            sql.push_str(&params.join(", "));
+            sql.push(')');
+        }
+        let after = records.len() * COLUMNS;
+        sql.push_str(&format!(
+            ") WHERE (SELECT MAX(id) FROM audit_log) = ${} \
+             AND (SELECT hash FROM audit_log WHERE id = ${}) = ${}",
+            after + 1,
+            after + 1,
+            after + 2
+        ));
+        // Placeholders and column names only; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in &records {
+            q = q
+                .bind(r.id)
+                .bind(r.occurred_at)
+                .bind(r.event_id)
+                .bind(r.event_type)
+                .bind(&r.action)
+                .bind(r.outcome)
+                .bind(&r.outcome_description)
+                .bind(&r.user)
+                .bind(&r.user_role)
+                .bind(&r.source_ip)
+                .bind(&r.patient_id)
+                .bind(&r.patient_issuer)
+                .bind(&r.study_instance_uid)
+                .bind(r.instance_count)
+                .bind(&r.sop_instance_uids)
+                .bind(&r.detail)
+                .bind(&r.prev_hash)
+                .bind(&r.hash);
+        }
+        let written = q
+            .bind(head_id)
+            .bind(head_hash)
+            .execute(self.pool())
+            .await
+            .inspect_err(|_| self.audit.remember_head(None))?
+            .rows_affected();
+        if written != records.len() as u64 {
+            // Someone else appended since: nothing was written (one statement).
+            self.audit.remember_head(None);
+            return Ok(None);
+        }
+        self.audit.remember_head(Some((id, prev)));
+        Ok(Some(records.iter().map(|r| r.id).collect()))
     }
 
     /// The append itself, serialised by the database only (the process lock is the caller's).
@@ -741,7 +831,13 @@ impl Index {
             ids.push(id);
             prev = r.hash;
         }
-        tx.commit().await?;
+        match tx.commit().await {
+            Ok(()) => self.audit.remember_head(Some((id, prev))),
+            Err(e) => {
+                self.audit.remember_head(None);
+                return Err(e.into());
+            }
+        }
         Ok(ids)
     }
 }
@@ -762,12 +858,23 @@ pub struct AuditBatcher {
 struct BatcherInner {
     queue: std::sync::Mutex<Vec<Waiting>>,
     leader: tokio::sync::Mutex<()>,
+    /// The last entry (id, hash) as this process last wrote it: a hint for
+    /// [`Index::append_after_known_head`], which checks it in the database.
+    head: std::sync::Mutex<Option<(i64, String)>>,
 }
 
 /// Entries written in one transaction at most.
 const MAX_BATCH: usize = 256;
 
 impl AuditBatcher {
+    fn known_head(&self) -> Option<(i64, String)> {
+        lock(&self.inner.head).clone()
+    }
+
+    fn remember_head(&self, head: Option<(i64, String)>) {
+        *lock(&self.inner.head) = head;
+    }
+
     /// Appends `event` to the audit trail of `index`; returns its id once committed.
     pub async fn append(&self, index: &Index, event: AuditEvent) -> Result<i64> {
         let (reply, mut answer) = oneshot::channel();
@@ -1619,6 +1726,46 @@ mod tests {
         let v = a.verify_audit().await.unwrap();
         assert!(v.is_intact(), "{v:?}");
         assert_eq!((v.intact_events, v.last_id), (240, Some(240)));
+        a.close().await;
+        b.close().await;
+    }
+
+    /// The one-statement append chains to the last entry this process wrote, and writes
+    /// nothing once another writer has appended since: the long way then reads the new
+    /// last entry, and the chain stays whole.
+    #[tokio::test]
+    async fn known_head_append_yields_to_another_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("index.db").display());
+        let a = Index::open(&url).await.unwrap();
+        let b = Index::open(&url).await.unwrap();
+        // Nothing known yet: the long way, which learns the last entry.
+        assert_eq!(
+            a.append_after_known_head(&[store_event(1)]).await.unwrap(),
+            None
+        );
+        assert_eq!(a.audit_all(&[store_event(1)]).await.unwrap(), vec![1]);
+        assert_eq!(a.audit.known_head().map(|h| h.0), Some(1));
+        // Known: one statement, two entries chained in memory.
+        let ids = a
+            .append_after_known_head(&[store_event(2), store_event(3)])
+            .await
+            .unwrap();
+        assert_eq!(ids, Some(vec![2, 3]));
+        // Another process appends entry 4: this process's head is stale, nothing is written.
+        assert_eq!(b.append_chained(&[store_event(4)]).await.unwrap(), vec![4]);
+        assert_eq!(
+            a.append_after_known_head(&[store_event(5)]).await.unwrap(),
+            None
+        );
+        assert_eq!(a.verify_audit().await.unwrap().last_id, Some(4));
+        // The append a caller makes goes the long way and chains to entry 4.
+        assert_eq!(a.audit(store_event(5)).await.unwrap(), 5);
+        assert_eq!(a.audit(store_event(6)).await.unwrap(), 6);
+        let v = a.verify_audit().await.unwrap();
+        assert!(v.is_intact(), "{v:?}");
+        assert_eq!((v.intact_events, v.last_id), (6, Some(6)));
+        assert_eq!(a.audit.known_head(), Some((6, v.last_hash.unwrap())));
         a.close().await;
         b.close().await;
     }

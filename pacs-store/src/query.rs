@@ -832,16 +832,44 @@ async fn few_name_keys(index: &Index, query: &Query) -> Result<bool> {
         patients_first: false,
     };
     push_name_key_condition(&mut sql, kinds, part, wildcard, query.fuzzy);
-    let patients: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM patients")
-        .fetch_one(index.pool())
-        .await?
-        .try_get(0)?;
+    let patients = index.patients_hint.get(index).await?;
     let bound = few_keys_bound(query.limit.saturating_add(query.offset), patients);
     sql.push(" LIMIT ");
     sql.bind(Bind::Int(bound));
     sql.push(") t");
     let n: i64 = sql.fetch_one(index).await?.try_get(0)?;
     Ok(n < bound)
+}
+
+/// The number of patients for choosing a name query's plan (the largest patient id: an
+/// index lookup, not a count), read again when older than [`PatientsHint::MAX_AGE`]. A
+/// plan needs its order of magnitude only, and reading it on every query would cost one
+/// more trip to the database per search.
+#[derive(Debug, Default)]
+pub(crate) struct PatientsHint {
+    /// (the number, when it was read in Unix microseconds); 0 = never.
+    value: std::sync::atomic::AtomicI64,
+    read_at: std::sync::atomic::AtomicI64,
+}
+
+impl PatientsHint {
+    const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
+    async fn get(&self, index: &Index) -> Result<i64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = crate::index::now_micros();
+        let read_at = self.read_at.load(Relaxed);
+        if read_at != 0 && now.saturating_sub(read_at) < Self::MAX_AGE.as_micros() as i64 {
+            return Ok(self.value.load(Relaxed));
+        }
+        let patients: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM patients")
+            .fetch_one(index.pool())
+            .await?
+            .try_get(0)?;
+        self.value.store(patients, Relaxed);
+        self.read_at.store(now, Relaxed);
+        Ok(patients)
+    }
 }
 
 /// Below this many matching name keys a name query starts from the patients:

@@ -23,7 +23,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::index::{Index, is_unique_violation, now_micros};
+use crate::index::{Backend, Index, is_unique_violation, now_micros};
 use crate::{Result, StoreError};
 
 // ---------------------------------------------------------------------------------------
@@ -1087,6 +1087,64 @@ impl Index {
             None => Err(AuthFailure::BadCredentials),
         }
     }
+
+    /// A token's or session's row with its owner, in one query: every authenticated request
+    /// runs this, and three queries (credential, user, subspecialties) cost three trips to
+    /// the database where one does. `credential_columns` are read first (from `t`), then
+    /// the owner's columns that [`owner_from_row`] reads after them.
+    async fn credential_with_owner(
+        &self,
+        table: &'static str,
+        credential_columns: &'static str,
+        hash_column: &'static str,
+        hash: &str,
+    ) -> Result<Option<AnyRow>> {
+        let subspecialties = match self.backend() {
+            Backend::Sqlite => "group_concat(us.subspecialty, ',')",
+            Backend::Postgres => "string_agg(us.subspecialty, ',')",
+        };
+        let sql = format!(
+            "SELECT {credential_columns}, u.id, u.username, u.role, u.clinic_id, c.name, \
+             CASE WHEN u.disabled_at IS NULL THEN 0 ELSE 1 END, \
+             (SELECT {subspecialties} FROM user_subspecialties us WHERE us.user_id = u.id) \
+             FROM {table} t JOIN users u ON u.id = t.user_id \
+             LEFT JOIN clinics c ON c.id = u.clinic_id WHERE t.{hash_column} = $1"
+        );
+        // Built from this module's constants only; the hash is bound.
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(hash)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+}
+
+/// The owner read by [`Index::credential_with_owner`], its columns from `at` on; a disabled
+/// owner is [`AuthFailure::Disabled`].
+fn owner_from_row(r: &AnyRow, at: usize) -> Result<Principal, AuthFailure> {
+    let username: String = r.try_get(at + 1)?;
+    let role: String = r.try_get(at + 2)?;
+    let disabled: i64 = r.try_get(at + 5)?;
+    let subspecialties: Option<String> = r.try_get(at + 6)?;
+    if disabled != 0 {
+        return Err(AuthFailure::Disabled);
+    }
+    // Subspecialties are letters, digits and '-' (`parse_subspecialties`): a comma cannot
+    // be part of one.
+    let mut subspecialties: Vec<String> = subspecialties
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    subspecialties.sort();
+    Ok(Principal {
+        user_id: r.try_get(at)?,
+        username: Username::parse(&username)?,
+        role: role.parse()?,
+        clinic_id: r.try_get(at + 3)?,
+        clinic_name: r.try_get(at + 4)?,
+        subspecialties,
+    })
 }
 
 /// What a login is checked against; stays inside this module.
@@ -1203,21 +1261,21 @@ impl Index {
         let Some(bytes) = secret.strip_prefix(TOKEN_PREFIX).and_then(decode_secret) else {
             return Err(AuthFailure::BadCredentials);
         };
-        let row = sqlx::query(
-            "SELECT id, user_id, expires_at, revoked_at, last_used_at FROM api_tokens \
-             WHERE token_hash = $1",
-        )
-        .bind(secret_hash(TOKEN_HASH_CONTEXT, &bytes))
-        .fetch_optional(self.pool())
-        .await?;
+        let row = self
+            .credential_with_owner(
+                "api_tokens",
+                "t.id, t.expires_at, t.revoked_at, t.last_used_at",
+                "token_hash",
+                &secret_hash(TOKEN_HASH_CONTEXT, &bytes),
+            )
+            .await?;
         let Some(row) = row else {
             return Err(AuthFailure::BadCredentials);
         };
         let id: i64 = row.try_get(0)?;
-        let user_id: i64 = row.try_get(1)?;
-        let expires_at: Option<i64> = row.try_get(2)?;
-        let revoked_at: Option<i64> = row.try_get(3)?;
-        let last_used: Option<i64> = row.try_get(4)?;
+        let expires_at: Option<i64> = row.try_get(1)?;
+        let revoked_at: Option<i64> = row.try_get(2)?;
+        let last_used: Option<i64> = row.try_get(3)?;
         if revoked_at.is_some() {
             return Err(AuthFailure::BadCredentials);
         }
@@ -1227,7 +1285,7 @@ impl Index {
         Ok(ValidToken {
             id,
             last_used,
-            principal: self.principal(user_id).await?,
+            principal: owner_from_row(&row, 4)?,
         })
     }
 
@@ -1403,29 +1461,29 @@ impl Index {
         let Some(bytes) = decode_secret(secret) else {
             return Err(AuthFailure::BadCredentials);
         };
-        let row = sqlx::query(
-            "SELECT id, user_id, expires_at, idle_timeout, last_seen_at, revoked_at \
-             FROM sessions WHERE secret_hash = $1",
-        )
-        .bind(secret_hash(SESSION_HASH_CONTEXT, &bytes))
-        .fetch_optional(self.pool())
-        .await?;
+        let row = self
+            .credential_with_owner(
+                "sessions",
+                "t.id, t.expires_at, t.idle_timeout, t.last_seen_at, t.revoked_at",
+                "secret_hash",
+                &secret_hash(SESSION_HASH_CONTEXT, &bytes),
+            )
+            .await?;
         let Some(row) = row else {
             return Err(AuthFailure::BadCredentials);
         };
         let id: i64 = row.try_get(0)?;
-        let user_id: i64 = row.try_get(1)?;
-        let expires_at: i64 = row.try_get(2)?;
-        let idle: i64 = row.try_get(3)?;
-        let last_seen: i64 = row.try_get(4)?;
-        let revoked_at: Option<i64> = row.try_get(5)?;
+        let expires_at: i64 = row.try_get(1)?;
+        let idle: i64 = row.try_get(2)?;
+        let last_seen: i64 = row.try_get(3)?;
+        let revoked_at: Option<i64> = row.try_get(4)?;
         if revoked_at.is_some() {
             return Err(AuthFailure::BadCredentials);
         }
         if expires_at <= now || last_seen.saturating_add(idle) <= now {
             return Err(AuthFailure::Expired);
         }
-        let principal = self.principal(user_id).await?;
+        let principal = owner_from_row(&row, 5)?;
         Ok((
             ValidSession {
                 id,
@@ -2146,6 +2204,75 @@ mod tests {
         assert!(contains(&bytes, "modality bridge"));
         assert!(!contains(&bytes, &t.secret[5..]));
         assert!(!contains(&bytes, &short.secret[5..]));
+    }
+
+    /// A token's and a session's principal (read with its owner in one query) is the
+    /// owner as `user_by_id` reads it: role, clinic and subspecialties, with or without
+    /// any; a disabled owner is refused. On both databases (the subspecialties are
+    /// aggregated in each one's own SQL).
+    async fn credential_principals(index: &Index) {
+        clinic(index, "Tamu Clinic", "TAMU_US").await;
+        let rad = index
+            .create_user(
+                &name("rad"),
+                Role::Radiologist,
+                None,
+                &["neuro".into(), "chest".into(), "msk".into()],
+                Some(&pw(GOOD)),
+            )
+            .await
+            .unwrap();
+        let doc = user(index, "doc", Role::TownshipDoctor, Some("Tamu Clinic")).await;
+        let ttl = SessionTtl {
+            absolute: Duration::from_secs(3600),
+            idle: Duration::from_secs(600),
+        };
+        for u in [&rad, &doc] {
+            let want: Principal = index.user_by_id(u.id).await.unwrap().unwrap().into();
+            let t = index.create_token(&u.username, "t", None).await.unwrap();
+            assert_eq!(index.verify_token(&t.secret).await.unwrap(), want);
+            assert_eq!(index.recheck_token(&t.secret).await.unwrap(), want);
+            let s = index.create_session(u.id, ttl).await.unwrap();
+            assert_eq!(index.session_principal(&s.secret).await.unwrap().0, want);
+            assert_eq!(index.recheck_session(&s.secret).await.unwrap(), want);
+        }
+        assert_eq!(
+            index
+                .verify_token(
+                    &index
+                        .create_token(&name("rad"), "t", None)
+                        .await
+                        .unwrap()
+                        .secret
+                )
+                .await
+                .unwrap()
+                .subspecialties,
+            ["chest", "msk", "neuro"]
+        );
+        let t = index.create_token(&name("doc"), "t", None).await.unwrap();
+        index.set_user_disabled(&name("doc"), true).await.unwrap();
+        assert!(matches!(
+            index.verify_token(&t.secret).await,
+            Err(AuthFailure::Disabled)
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn credential_principals_sqlite() {
+        let (_dir, index) = index().await;
+        credential_principals(&index).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn credential_principals_postgres() {
+        let Some(url) = crate::test_postgres::fresh_database("credential principals").await else {
+            return;
+        };
+        let index = Index::open(&url).await.unwrap();
+        credential_principals(&index).await;
+        index.close().await;
+        crate::test_postgres::drop_database(&url).await;
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -50,6 +50,8 @@ pub struct Index {
     events: Arc<tokio::sync::watch::Sender<u64>>,
     /// Concurrent [`Index::audit`] calls, written together (one transaction, one fsync).
     pub(crate) audit: crate::audit::AuditBatcher,
+    /// How many patients there are, as the name search's plan last read it.
+    pub(crate) patients_hint: Arc<crate::query::PatientsHint>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -86,6 +88,10 @@ impl Index {
             Backend::Sqlite => {
                 AnyPoolOptions::new()
                     .max_connections(8)
+                    // No ping before each query: with SQLite it is one more trip to the
+                    // connection's worker thread, as long as the query itself, and a file
+                    // opened in this process does not go stale as a server connection can.
+                    .test_before_acquire(false)
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
                             conn.execute(
@@ -125,6 +131,7 @@ impl Index {
             writer,
             events: Arc::new(tokio::sync::watch::channel(0).0),
             audit: crate::audit::AuditBatcher::default(),
+            patients_hint: Default::default(),
         })
     }
 
