@@ -39,7 +39,11 @@
 //! processes and nodes by the database — SQLite: the transaction starts with
 //! `BEGIN IMMEDIATE` (the write lock is taken before the last hash is read); PostgreSQL:
 //! `pg_advisory_xact_lock` is taken inside the transaction before the last hash is read, and
-//! in READ COMMITTED the next statement sees whatever the previous holder committed. The
+//! in READ COMMITTED the next statement sees whatever the previous holder committed. On
+//! SQLite a process that wrote the last entry itself chains the next ones to it in memory
+//! and writes them with one `INSERT … SELECT … WHERE` that entry is still the last, one
+//! statement under the write lock ([`Index::append_after_known_head`]): when another
+//! process appended in between nothing is written and the locked read above runs. The
 //! primary key on `id` is the last line of defence: a fork would be a unique violation,
 //! never two entries with one id. On several nodes the ids give the order; `occurred_at`
 //! comes from each node's clock and may step back by the clocks' skew.
