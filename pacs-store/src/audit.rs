@@ -42,7 +42,7 @@
 //! in READ COMMITTED the next statement sees whatever the previous holder committed. On
 //! SQLite a process that wrote the last entry itself chains the next ones to it in memory
 //! and writes them with one `INSERT … SELECT … WHERE` that entry is still the last, one
-//! statement under the write lock ([`Index::append_after_known_head`]): when another
+//! statement under the write lock (`Index::append_after_known_head`): when another
 //! process appended in between nothing is written and the locked read above runs. The
 //! primary key on `id` is the last line of defence: a fork would be a unique violation,
 //! never two entries with one id. On several nodes the ids give the order; `occurred_at`
