@@ -487,6 +487,16 @@ impl Sql {
         self.text.push_str(literal);
     }
 
+    /// An integer written into the statement, for LIMIT and OFFSET: SQLite plans a LIMIT
+    /// that is a bound parameter from its value and then prepares the statement again
+    /// each time the parameter is bound (`sqlite3ExprIsInteger` marks it), which cost
+    /// every search a full re-prepare. Written as a literal, each limit is one cached
+    /// statement. An `i64` cannot carry anything but digits.
+    pub(crate) fn push_int(&mut self, n: i64) {
+        use std::fmt::Write as _;
+        let _ = write!(self.text, "{n}");
+    }
+
     pub(crate) fn bind(&mut self, value: Bind) {
         self.binds.push(value);
         self.text.push('$');
@@ -835,7 +845,7 @@ async fn few_name_keys(index: &Index, query: &Query) -> Result<bool> {
     let patients = index.patients_hint.get(index).await?;
     let bound = few_keys_bound(query.limit.saturating_add(query.offset), patients);
     sql.push(" LIMIT ");
-    sql.bind(Bind::Int(bound));
+    sql.push_int(bound);
     sql.push(") t");
     let n: i64 = sql.fetch_one(index).await?.try_get(0)?;
     Ok(n < bound)
@@ -970,9 +980,9 @@ impl Index {
             Level::Instance => sql.push(", se.series_number, se.id, i.instance_number, i.id"),
         }
         sql.push(" LIMIT ");
-        sql.bind(Bind::Int(query.limit.clamp(1, 100_000)));
+        sql.push_int(query.limit.clamp(1, 100_000));
         sql.push(" OFFSET ");
-        sql.bind(Bind::Int(query.offset.max(0)));
+        sql.push_int(query.offset.max(0));
 
         let rows = sql.build().fetch_all(self.pool()).await?;
         rows.iter().map(|r| row_from(r, query.level)).collect()
