@@ -498,3 +498,100 @@ fn viewer_reading_flow_worklist_report_portal_in_chromium() {
         assert!(size < 400 * 1024, "{name}: {size} bytes");
     }
 }
+
+/// A radiologist with a thousand open tasks (index rows written by the benchmark's fill
+/// scripts, as bench/viewer does: the routing would take minutes to make them): every task
+/// is a row of the page, the rows on screen are drawn, End brings the last task on screen
+/// with the selection and the focus, Home the first, and Enter opens the selected one.
+/// The worklist lays out only the rows on screen (`content-visibility: auto`), so this is
+/// what keeps the rows off screen reachable and whole.
+#[test]
+fn viewer_long_worklist_every_task_reachable_by_keyboard_in_chromium() {
+    require_browser_setup();
+    const TASKS: usize = 1000;
+    let archive = TestArchive::new(Backend::SqliteFiles)
+        .with_env("PACS_VIEWER_DIR", &dist_dir().display().to_string());
+    // The fill scripts give the studies to the clinic with id 1.
+    archive.add_clinic("Clinic A", "CLINIC_A_AE", None);
+    add_user(
+        &archive,
+        &["--username", "rad-long", "--role", "radiologist"],
+    );
+    let db = archive.data_dir().join("index.db");
+    for (script, args) in [
+        ("bench/qido/fill_index.py", vec![TASKS.to_string()]),
+        (
+            "bench/viewer.d/fill_tasks.py",
+            vec!["rad-long".to_owned(), TASKS.to_string()],
+        ),
+    ] {
+        let out = std::process::Command::new("/usr/bin/python3")
+            .arg(repo_root().join(script))
+            .arg(&db)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let server = archive.start();
+    note_secret(PASSWORD);
+    let mut c = browser_script("tests/long-worklist.mjs", &server);
+    c.args(["rad-long", PASSWORD]);
+    let r = browser_report(c, "long-worklist.mjs", &server, Duration::from_secs(300));
+    assert_page_clean(&r, "long-worklist.mjs");
+
+    let api: Vec<u64> = r["api"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap())
+        .collect();
+    assert_eq!(api.len(), TASKS);
+    assert_eq!(r["count"], TASKS.to_string());
+    assert_eq!(r["rowsInPage"], TASKS);
+    // The first screenful is drawn: rows of a line or two of text, none collapsed.
+    for h in r["firstHeights"].as_array().unwrap() {
+        let h = h.as_f64().unwrap();
+        assert!((20.0..120.0).contains(&h), "row height {h}: {r:#}");
+    }
+    let check = |step: &str, index: usize| {
+        let s = &r["steps"][step];
+        assert_eq!(s["index"], index, "{step}: {s:#}");
+        assert_eq!(s["task"], api[index], "{step}: {s:#}");
+        assert_eq!(s["selectedRows"], 1, "{step}: {s:#}");
+        assert_eq!(s["focused"], true, "{step}: {s:#}");
+        assert_eq!(s["onScreen"], true, "{step}: {s:#}");
+        assert_eq!(s["patientCellDrawn"], true, "{step}: {s:#}");
+        let cells: Vec<&str> = s["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        // Priority, deadline, clinic, modality, patient (name and ID), study, date, state.
+        assert_eq!(cells.len(), 8, "{step}: {cells:?}");
+        assert!(
+            ["STAT", "urgent", "routine"].contains(&cells[0]),
+            "{step}: {cells:?}"
+        );
+        assert_eq!(cells[2], "Clinic A", "{step}: {cells:?}");
+        assert!(cells[4].contains("P0"), "{step}: patient ID in {cells:?}");
+        assert_eq!(cells[7], "to read", "{step}: {cells:?}");
+    };
+    check("loaded", 0);
+    check("end", TASKS - 1);
+    check("home", 0);
+    let last = api[TASKS - 1];
+    assert!(
+        r["opened"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("#/read/{last}/")),
+        "{r:#}"
+    );
+    drop(server);
+}
