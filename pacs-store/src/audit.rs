@@ -741,25 +741,7 @@ impl Index {
         // Placeholders and column names only; every value is bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for r in &records {
-            q = q
-                .bind(r.id)
-                .bind(r.occurred_at)
-                .bind(r.event_id)
-                .bind(r.event_type)
-                .bind(&r.action)
-                .bind(r.outcome)
-                .bind(&r.outcome_description)
-                .bind(&r.user)
-                .bind(&r.user_role)
-                .bind(&r.source_ip)
-                .bind(&r.patient_id)
-                .bind(&r.patient_issuer)
-                .bind(&r.study_instance_uid)
-                .bind(r.instance_count)
-                .bind(&r.sop_instance_uids)
-                .bind(&r.detail)
-                .bind(&r.prev_hash)
-                .bind(&r.hash);
+            q = bind_record(q, r);
         }
         let written = q
             .bind(head_id)
@@ -807,31 +789,12 @@ impl Index {
         for event in events {
             id += 1;
             let r = AuditRecord::chained(id, &prev, event);
-            sqlx::query(concat!(
+            let insert = sqlx::query(concat!(
                 "INSERT INTO audit_log (",
                 audit_columns!(),
                 ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
-            ))
-            .bind(r.id)
-            .bind(r.occurred_at)
-            .bind(r.event_id)
-            .bind(r.event_type)
-            .bind(&r.action)
-            .bind(r.outcome)
-            .bind(&r.outcome_description)
-            .bind(&r.user)
-            .bind(&r.user_role)
-            .bind(&r.source_ip)
-            .bind(&r.patient_id)
-            .bind(&r.patient_issuer)
-            .bind(&r.study_instance_uid)
-            .bind(r.instance_count)
-            .bind(&r.sop_instance_uids)
-            .bind(&r.detail)
-            .bind(&r.prev_hash)
-            .bind(&r.hash)
-            .execute(&mut *tx)
-            .await?;
+            ));
+            bind_record(insert, &r).execute(&mut *tx).await?;
             ids.push(id);
             prev = r.hash;
         }
@@ -844,6 +807,31 @@ impl Index {
         }
         Ok(ids)
     }
+}
+
+/// Binds the columns of `r` in the order of `audit_columns!`.
+fn bind_record<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    r: &'q AuditRecord,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    q.bind(r.id)
+        .bind(r.occurred_at)
+        .bind(r.event_id)
+        .bind(r.event_type)
+        .bind(&r.action)
+        .bind(r.outcome)
+        .bind(&r.outcome_description)
+        .bind(&r.user)
+        .bind(&r.user_role)
+        .bind(&r.source_ip)
+        .bind(&r.patient_id)
+        .bind(&r.patient_issuer)
+        .bind(&r.study_instance_uid)
+        .bind(r.instance_count)
+        .bind(&r.sop_instance_uids)
+        .bind(&r.detail)
+        .bind(&r.prev_hash)
+        .bind(&r.hash)
 }
 
 type Waiting = (AuditEvent, oneshot::Sender<Result<i64>>);
