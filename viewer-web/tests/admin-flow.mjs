@@ -25,7 +25,7 @@ import { join } from 'node:path';
 
 import { chromium } from 'playwright-core';
 
-import { launchOptions, waitUntil, watch } from './page-watch.mjs';
+import { launchOptions, logIn as logInAt, waitUntil, watch } from './page-watch.mjs';
 
 const [base, admin, nonAdmin, password, newClinic, shots] = process.argv.slice(2);
 if (!base || !admin || !nonAdmin || !password || !newClinic || !shots) {
@@ -49,14 +49,7 @@ async function newPage(browser, who) {
   return page;
 }
 
-async function logIn(page, username) {
-  await page.goto(url('/'), { waitUntil: 'load' });
-  await page.locator('form#login').waitFor();
-  await page.fill('#username', username);
-  await page.fill('#password', password);
-  await page.click('form#login button[type=submit]');
-  await page.locator('#who').waitFor();
-}
+const logIn = (page, username) => logInAt(page, base, username, password);
 
 async function shot(page, name) {
   const path = join(shots, name);

@@ -17,7 +17,7 @@
 
 import { chromium } from 'playwright-core';
 
-import { launchOptions, watch } from './page-watch.mjs';
+import { launchOptions, logIn, watch } from './page-watch.mjs';
 
 const [base, username, password] = process.argv.slice(2);
 if (!base || !username || !password) {
@@ -61,11 +61,7 @@ try {
   page.setDefaultTimeout(STEP_MS);
   await watch(page, report);
 
-  await page.goto(new URL('/', base).toString(), { waitUntil: 'load' });
-  await page.locator('form#login').waitFor();
-  await page.fill('#username', username);
-  await page.fill('#password', password);
-  await page.click('form#login button[type=submit]');
+  await logIn(page, base, username, password);
   await page.locator('table#worklist[data-count]').waitFor();
   report.count = await page.getAttribute('table#worklist', 'data-count');
   report.rowsInPage = await page.locator('table#worklist tbody tr').count();

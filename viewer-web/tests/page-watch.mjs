@@ -1,7 +1,17 @@
-// What the browser tests record about a page, shared by display-study.mjs and
-// reading-flow.mjs: every response and failed request, console messages of the page and
+// What the browser tests share: logging in through the form, and what they record about
+// a page: every response and failed request, console messages of the page and
 // its workers, uncaught errors, Content-Security-Policy violations and dialogs (an `alert`
 // from injected markup would show there), and canvas pixel statistics of the viewport.
+
+/** Logs in through the form on BASE's first page; resolves once the top bar names the user. */
+export async function logIn(page, base, username, password) {
+  await page.goto(new URL('/', base).toString(), { waitUntil: 'load' });
+  await page.locator('form#login').waitFor();
+  await page.fill('#username', username);
+  await page.fill('#password', password);
+  await page.click('form#login button[type=submit]');
+  await page.locator('#who').waitFor();
+}
 
 /** Starts recording into `report` (requests, console, pageErrors, cspViolations, dialogs). */
 export async function watch(page, report, who = '') {

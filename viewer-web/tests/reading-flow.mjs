@@ -29,7 +29,7 @@ import { join } from 'node:path';
 
 import { chromium } from 'playwright-core';
 
-import { canvasStats, launchOptions, viewerState, waitForChange, waitForPicture, waitUntil, watch } from './page-watch.mjs';
+import { canvasStats, launchOptions, logIn as logInAt, viewerState, waitForChange, waitForPicture, waitUntil, watch } from './page-watch.mjs';
 
 const [base, radiologist, doctorA, doctorB, password, studyUid, upload, shots] = process.argv.slice(2);
 if (!base || !radiologist || !doctorA || !doctorB || !password || !studyUid || !upload || !shots) {
@@ -74,14 +74,7 @@ async function newPage(browser, who) {
   return page;
 }
 
-async function logIn(page, username) {
-  await page.goto(url('/'), { waitUntil: 'load' });
-  await page.locator('form#login').waitFor();
-  await page.fill('#username', username);
-  await page.fill('#password', password);
-  await page.click('form#login button[type=submit]');
-  await page.locator('#who').waitFor();
-}
+const logIn = (page, username) => logInAt(page, base, username, password);
 
 async function logOut(page) {
   await page.click('#user button');

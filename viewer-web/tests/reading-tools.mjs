@@ -23,7 +23,7 @@ import { join } from 'node:path';
 
 import { chromium } from 'playwright-core';
 
-import { canvasStats, launchOptions, viewerState, waitForChange, waitForPicture, waitUntil, watch } from './page-watch.mjs';
+import { canvasStats, launchOptions, logIn, viewerState, waitForChange, waitForPicture, waitUntil, watch } from './page-watch.mjs';
 
 const [base, radiologist, password, studyUid, priorUid, shots] = process.argv.slice(2);
 if (!base || !radiologist || !password || !studyUid || !priorUid || !shots) {
@@ -92,11 +92,7 @@ try {
   await watch(page, report, 'radiologist');
 
   // --- Log in, open the study's task from the worklist.
-  await page.goto(url('/'), { waitUntil: 'load' });
-  await page.locator('form#login').waitFor();
-  await page.fill('#username', radiologist);
-  await page.fill('#password', password);
-  await page.click('form#login button[type=submit]');
+  await logIn(page, base, radiologist, password);
   await page.locator('table#worklist').waitFor();
   await page.locator(`table#worklist tr[data-study="${studyUid}"]`).click();
   await page.locator('#report-panel').waitFor();
