@@ -497,6 +497,14 @@ impl Sql {
         let _ = write!(self.text, "{n}");
     }
 
+    /// ` LIMIT limit OFFSET offset`, both literals ([`Sql::push_int`]).
+    pub(crate) fn push_page(&mut self, limit: i64, offset: i64) {
+        self.push(" LIMIT ");
+        self.push_int(limit);
+        self.push(" OFFSET ");
+        self.push_int(offset);
+    }
+
     pub(crate) fn bind(&mut self, value: Bind) {
         self.binds.push(value);
         self.text.push('$');
@@ -979,10 +987,7 @@ impl Index {
             Level::Series => sql.push(", se.series_number, se.id"),
             Level::Instance => sql.push(", se.series_number, se.id, i.instance_number, i.id"),
         }
-        sql.push(" LIMIT ");
-        sql.push_int(query.limit.clamp(1, 100_000));
-        sql.push(" OFFSET ");
-        sql.push_int(query.offset.max(0));
+        sql.push_page(query.limit.clamp(1, 100_000), query.offset.max(0));
 
         let rows = sql.build().fetch_all(self.pool()).await?;
         rows.iter().map(|r| row_from(r, query.level)).collect()

@@ -825,11 +825,7 @@ impl Index {
             Sort::Due => " ORDER BY t.due_at, t.id",
             Sort::Ready => " ORDER BY t.ready_at, t.id",
         });
-        // Literals, not parameters: see `Sql::push_int`.
-        sql.push(" LIMIT ");
-        sql.push_int(q.limit.clamp(1, 1000));
-        sql.push(" OFFSET ");
-        sql.push_int(q.offset.max(0));
+        sql.push_page(q.limit.clamp(1, 1000), q.offset.max(0));
         let rows = sql.build().fetch_all(self.pool()).await?;
         rows.iter()
             .map(|r| {
