@@ -132,8 +132,15 @@ try {
   await rad.locator('table#worklist').waitFor();
   let rows = await waitUntil(rad, () => worklistRows(rad), (r) => r.some((x) => x.study === studyUid), STEP_MS);
   report.worklistBefore = rows;
-  report.worklistTabs = await rad.$$eval('.tabs .tab', (ts) =>
-    ts.map((t) => ({ view: t.dataset.view, selected: t.getAttribute('aria-selected'), text: t.textContent })),
+  // The shown tab's list comes first; the other tabs' counts fill in as their lists come.
+  report.worklistTabs = await waitUntil(
+    rad,
+    () =>
+      rad.$$eval('.tabs .tab', (ts) =>
+        ts.map((t) => ({ view: t.dataset.view, selected: t.getAttribute('aria-selected'), text: t.textContent })),
+      ),
+    (ts) => ts.every((t) => /\(\d+\)$/.test(t.text)),
+    10_000,
   );
   report.liveStatus = await waitUntil(
     rad,
