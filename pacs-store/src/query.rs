@@ -19,7 +19,9 @@
 //! PatientName is matched through the lower-cased search keys of `patient_name_keys`
 //! (`crate::index::name_keys`): an exact value or a wildcard's literal prefix is an index
 //! range. When it matches few patients the statement starts from them; otherwise it walks
-//! the studies newest first and stops at the limit ([`few_name_keys`]).
+//! the studies newest first and stops at the limit ([`NameProbe`]). An exact name, which
+//! nearly always matches few patients, is searched from them in one statement that also
+//! holds the probe, and walked only when that probe finds too many ([`Plan`]).
 //!
 //! Every query carries the caller's [`Scope`]: its condition is part of the statement, so
 //! nothing outside the scope is ever read. Values are always bound parameters; the
@@ -469,7 +471,7 @@ pub(crate) enum Bind {
 pub(crate) struct Sql {
     text: String,
     binds: Vec<Bind>,
-    /// A PatientName condition matches few patients ([`few_name_keys`]): start from them.
+    /// A PatientName condition matches few patients ([`NameProbe`]): start from them.
     patients_first: bool,
 }
 
@@ -551,6 +553,13 @@ fn like_pattern(value: &str) -> String {
     out
 }
 
+/// Closes an `EXISTS (SELECT 1 …` of a WHERE clause. `LIMIT 1` changes nothing of what
+/// EXISTS means, and keeps SQLite (3.51) from running the EXISTS as a join: that join
+/// counts OFFSET once per matching inner row, not once per outer row, so a page past the
+/// first skipped too few rows whenever a study had two matching rows (two name keys of
+/// its patient, two CT series). PostgreSQL drops a constant LIMIT from an EXISTS.
+pub(crate) const END_EXISTS: &str = " LIMIT 1)";
+
 /// The column of a non-PN key, on the aliases `p` (patients), `s` (studies), `se`
 /// (series), `i` (instances).
 fn column(key: Key) -> &'static str {
@@ -590,7 +599,8 @@ fn push_condition(sql: &mut Sql, key: Key, m: &Match, fuzzy: bool) {
                 "EXISTS (SELECT 1 FROM series ms WHERE ms.study_ref = s.id AND ms.modality IN (",
             );
             push_list(sql, m);
-            sql.push("))");
+            sql.push(")");
+            sql.push(END_EXISTS);
         }
         (Key::SeriesNumber | Key::InstanceNumber, Match::Single(n)) => {
             sql.push(column(key));
@@ -714,7 +724,7 @@ fn push_name_key_match(
         );
     }
     push_name_key_condition(sql, kinds, value, wildcard, fuzzy);
-    sql.push(")");
+    sql.push(if sql.patients_first { ")" } else { END_EXISTS });
 }
 
 /// The condition on `patient_name_keys k` for one lower-cased value: exact; a wildcard
@@ -820,43 +830,96 @@ fn push_referring_name(sql: &mut Sql, m: &Match, fuzzy: bool) {
     }
 }
 
-/// Whether a PatientName match reads few enough name keys that its studies are best found
-/// through the matching patients and then sorted, rather than by walking all studies newest
-/// first until the limit (`false` too when there is no PatientName condition an index
-/// answers).
+/// The PatientName condition that chooses a search's plan: whether its match reads few
+/// enough name keys that the studies are best found through the matching patients and then
+/// sorted, rather than by walking all studies newest first until the limit.
 ///
 /// Walking costs about `wanted / density` studies (density: matching patients / patients);
 /// starting from the patients costs about `matching` studies. The first is cheaper when
 /// `matching > sqrt(wanted × patients)`: the keys are counted up to that bound
 /// ([`few_keys_bound`]), so the probe itself stays cheap.
-async fn few_name_keys(index: &Index, query: &Query) -> Result<bool> {
-    let Some((_, m)) = query.keys.iter().find(|(k, _)| *k == Key::PatientName) else {
-        return Ok(false);
-    };
-    let (value, wildcard) = name_value(m);
-    let (kinds, part, wildcard) = match name_group_parts(&value, wildcard) {
-        Some(parts) => match parts.into_iter().next() {
-            Some(first) => first,
-            None => return Ok(false),
-        },
-        None => (KEY_WHOLE_OR_GROUP, value.as_str(), wildcard),
-    };
-    if wildcard && literal_prefix(part).is_empty() {
-        return Ok(false);
+struct NameProbe {
+    kinds: &'static str,
+    part: String,
+    wildcard: bool,
+    fuzzy: bool,
+    bound: i64,
+}
+
+impl NameProbe {
+    /// The probe of `query`'s PatientName, or `None` when it has none an index answers (no
+    /// PatientName, or a wildcard with no literal prefix): the studies are walked.
+    async fn of(index: &Index, query: &Query) -> Result<Option<NameProbe>> {
+        let Some((_, m)) = query.keys.iter().find(|(k, _)| *k == Key::PatientName) else {
+            return Ok(None);
+        };
+        let (value, wildcard) = name_value(m);
+        let (kinds, part, wildcard) = match name_group_parts(&value, wildcard) {
+            Some(parts) => match parts.into_iter().next() {
+                Some((kinds, part, wildcard)) => (kinds, part.to_owned(), wildcard),
+                None => return Ok(None),
+            },
+            None => (KEY_WHOLE_OR_GROUP, value.clone(), wildcard),
+        };
+        if wildcard && literal_prefix(&part).is_empty() {
+            return Ok(None);
+        }
+        let patients = index.patients_hint.get(index).await?;
+        Ok(Some(NameProbe {
+            kinds,
+            part,
+            wildcard,
+            fuzzy: query.fuzzy,
+            bound: few_keys_bound(query.limit.saturating_add(query.offset), patients),
+        }))
     }
-    let mut sql = Sql {
-        text: String::from("SELECT COUNT(*) FROM (SELECT 1 FROM patient_name_keys k WHERE "),
-        binds: Vec::new(),
-        patients_first: false,
-    };
-    push_name_key_condition(&mut sql, kinds, part, wildcard, query.fuzzy);
-    let patients = index.patients_hint.get(index).await?;
-    let bound = few_keys_bound(query.limit.saturating_add(query.offset), patients);
-    sql.push(" LIMIT ");
-    sql.push_int(bound);
-    sql.push(") t");
-    let n: i64 = sql.fetch_one(index).await?.try_get(0)?;
-    Ok(n < bound)
+
+    /// An exact value (no wildcard, not fuzzy) nearly always names few patients.
+    fn exact(&self) -> bool {
+        !self.wildcard && !self.fuzzy
+    }
+
+    /// `(SELECT COUNT(*) … LIMIT bound)`: the keys the match reads, counted up to the bound.
+    fn push_count(&self, sql: &mut Sql) {
+        sql.push("(SELECT COUNT(*) FROM (SELECT 1 FROM patient_name_keys k WHERE ");
+        push_name_key_condition(sql, self.kinds, &self.part, self.wildcard, self.fuzzy);
+        sql.push(" LIMIT ");
+        sql.push_int(self.bound);
+        sql.push(") t)");
+    }
+
+    /// The condition that the match reads few keys.
+    fn push_few(&self, sql: &mut Sql) {
+        self.push_count(sql);
+        sql.push(" < ");
+        sql.push_int(self.bound);
+    }
+
+    /// Whether the match reads few keys (one query).
+    async fn few(&self, index: &Index) -> Result<bool> {
+        let mut sql = Sql {
+            text: String::from("SELECT "),
+            binds: Vec::new(),
+            patients_first: false,
+        };
+        self.push_count(&mut sql);
+        let n: i64 = sql.fetch_one(index).await?.try_get(0)?;
+        Ok(n < self.bound)
+    }
+}
+
+/// How [`Index::query`] finds the studies of a search.
+#[derive(Clone, Copy)]
+enum Plan<'a> {
+    /// Newest first, each study checked.
+    WalkStudies,
+    /// Through the patients the PatientName condition matches, then sorted.
+    PatientsFirst,
+    /// As `PatientsFirst` when the probe finds few keys, else no rows: the probe is an
+    /// uncorrelated subquery in the WHERE clause, computed once per statement (SQLite:
+    /// `Once`, at the first matching patient; PostgreSQL: an InitPlan and a one-time
+    /// filter). When it is false no study is read, only the name's keys.
+    PatientsFirstIfFew(&'a NameProbe),
 }
 
 /// The number of patients for choosing a name query's plan (the largest patient id: an
@@ -907,8 +970,32 @@ impl Index {
     /// The rows matching `query` within `scope`, in a stable order (newest study first,
     /// then series and instance number), `query.limit` at most from `query.offset`.
     pub async fn query(&self, scope: Scope, query: &Query) -> Result<Vec<Row>> {
+        let Some(probe) = NameProbe::of(self, query).await? else {
+            return self.search(scope, query, Plan::WalkStudies).await;
+        };
+        if !probe.exact() {
+            let plan = if probe.few(self).await? {
+                Plan::PatientsFirst
+            } else {
+                Plan::WalkStudies
+            };
+            return self.search(scope, query, plan).await;
+        }
+        // An exact name: the search from its patients at once, with the probe inside the
+        // same statement (one trip to the database instead of two). No rows means no match,
+        // or a name so common that the probe stopped the search: the probe alone says which.
+        let rows = self
+            .search(scope, query, Plan::PatientsFirstIfFew(&probe))
+            .await?;
+        if !rows.is_empty() || probe.few(self).await? {
+            return Ok(rows);
+        }
+        self.search(scope, query, Plan::WalkStudies).await
+    }
+
+    async fn search(&self, scope: Scope, query: &Query, plan: Plan<'_>) -> Result<Vec<Row>> {
         let mut sql = Sql::new(scope);
-        sql.patients_first = few_name_keys(self, query).await?;
+        sql.patients_first = !matches!(plan, Plan::WalkStudies);
         sql.push("SELECT ");
         sql.push(STUDY_COLUMNS);
         match query.level {
@@ -949,7 +1036,7 @@ impl Index {
             for (k, m) in query.keys.iter().filter(|(k, _)| k.level() != Level::Study) {
                 push_condition(&mut sql, *k, m, query.fuzzy);
             }
-            sql.push(")");
+            sql.push(END_EXISTS);
         }
         if query.level == Level::Series && needs_instances {
             // Series-level query with instance keys: a series matches when one of its
@@ -962,7 +1049,7 @@ impl Index {
             {
                 push_condition(&mut sql, *k, m, query.fuzzy);
             }
-            sql.push(")");
+            sql.push(END_EXISTS);
         }
         for (k, m) in &query.keys {
             let below = match query.level {
@@ -973,6 +1060,10 @@ impl Index {
             if !below {
                 push_condition(&mut sql, *k, m, query.fuzzy);
             }
+        }
+        if let Plan::PatientsFirstIfFew(probe) = plan {
+            sql.push(" AND ");
+            probe.push_few(&mut sql);
         }
         if sql.patients_first {
             // Sorting the few studies found through their patients: `+ 0` keeps the
@@ -1326,6 +1417,125 @@ mod name_tests {
             .collect()
     }
 
+    /// An exact name is searched from its patients in one statement that holds the probe
+    /// ([`Plan::PatientsFirstIfFew`]); a name so common that the probe stops that statement is
+    /// searched again by walking the studies, with the same answer.
+    async fn exact_names_with_few_and_many_patients(index: &Index) {
+        // 150 patients of one exact name: more keys than the bound for 10 of ~1,250
+        // patients (sqrt(10 × 1,250) ≈ 112), so the guarded statement answers nothing.
+        // Each study with two CT series: two rows for every EXISTS on its series.
+        const ZHANGS: usize = 150;
+        let base = WANGS + 100;
+        let tasks: Vec<_> = (0..ZHANGS)
+            .flat_map(|n| {
+                let first = instance(base + n, &format!("Z{n}"), "Zhang^Wei", (base + n) as i64);
+                let mut second = first.clone();
+                second.attrs.series_instance_uid.push_str(".2");
+                second.attrs.sop_instance_uid.push_str(".2");
+                second.object_key = ObjectKey::generate();
+                [first, second]
+            })
+            .map(|new| {
+                let index = index.clone();
+                tokio::spawn(async move { index.insert_instance(new).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        index
+            .patients_hint
+            .read_at
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        let exact = |v: &str, limit: i64, offset: i64| {
+            let m = Match::parse(Key::PatientName, v, ',').unwrap().unwrap();
+            Query {
+                level: Level::Study,
+                keys: vec![(Key::PatientName, m)],
+                fuzzy: false,
+                limit,
+                offset,
+            }
+        };
+        let ids =
+            |rows: Vec<Row>| -> Vec<String> { rows.into_iter().map(|r| r.patient_id).collect() };
+        let common = exact("ZHANG^WEI", 10, 0);
+        let probe = NameProbe::of(index, &common).await.unwrap().unwrap();
+        assert!(probe.exact() && !probe.few(index).await.unwrap());
+        let guarded = index
+            .search(Scope::All, &common, Plan::PatientsFirstIfFew(&probe))
+            .await
+            .unwrap();
+        assert!(
+            guarded.is_empty(),
+            "the probe stops the search from the patients"
+        );
+        // The answer: the 10 newest of the 150, newest first.
+        let newest: Vec<String> = (ZHANGS - 10..ZHANGS)
+            .rev()
+            .map(|n| format!("Z{n}"))
+            .collect();
+        assert_eq!(ids(index.query(Scope::All, &common).await.unwrap()), newest);
+        let page3: Vec<String> = (ZHANGS - 30..ZHANGS - 20)
+            .rev()
+            .map(|n| format!("Z{n}"))
+            .collect();
+        // Pages past the first, whichever plan: each study counted once for the offset.
+        let second_page = exact("zhang^wei", 10, 20);
+        assert_eq!(
+            ids(index.query(Scope::All, &second_page).await.unwrap()),
+            page3
+        );
+        for plan in [Plan::WalkStudies, Plan::PatientsFirst] {
+            assert_eq!(
+                ids(index.search(Scope::All, &second_page, plan).await.unwrap()),
+                page3
+            );
+        }
+        let mut ct = exact("zhang^wei", 10, 20);
+        let modality = Match::parse(Key::ModalitiesInStudy, "CT", ',')
+            .unwrap()
+            .unwrap();
+        ct.keys.push((Key::ModalitiesInStudy, modality));
+        assert_eq!(ids(index.query(Scope::All, &ct).await.unwrap()), page3);
+        let series_key = Match::parse(Key::Modality, "CT", ',').unwrap().unwrap();
+        ct.keys.push((Key::Modality, series_key));
+        assert_eq!(ids(index.query(Scope::All, &ct).await.unwrap()), page3);
+        // A rare exact name: one statement, the studies of its patient.
+        let rare = exact("li^wen", 10, 0);
+        let probe = NameProbe::of(index, &rare).await.unwrap().unwrap();
+        assert!(probe.few(index).await.unwrap());
+        let guarded = index
+            .search(Scope::All, &rare, Plan::PatientsFirstIfFew(&probe))
+            .await
+            .unwrap();
+        assert_eq!(ids(guarded), ["L1"]);
+        assert_eq!(ids(index.query(Scope::All, &rare).await.unwrap()), ["L1"]);
+        // Past the end, and no such name: nothing.
+        assert!(
+            index
+                .query(Scope::All, &exact("li^wen", 10, 1))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            index
+                .query(Scope::All, &exact("nobody^here", 10, 0))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // A scope that holds none of the common name's studies: nothing, either way.
+        assert!(
+            index
+                .query(Scope::Clinic(i64::MAX), &common)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
     async fn name_matching_contract(index: &Index) {
         fill(index).await;
         let plan = |v: &str, fuzzy| {
@@ -1337,7 +1547,12 @@ mod name_tests {
                 limit: 10,
                 offset: 0,
             };
-            async move { few_name_keys(index, &q).await.unwrap() }
+            async move {
+                match NameProbe::of(index, &q).await.unwrap() {
+                    Some(probe) => probe.few(index).await.unwrap(),
+                    None => false,
+                }
+            }
         };
         // A common prefix: studies walked newest first, stopping at the limit.
         assert!(!plan("Wang*", false).await);
@@ -1388,6 +1603,7 @@ mod name_tests {
         index.insert_instance(renamed).await.unwrap();
         assert!(names(index, "li^wei", false, 10).await.is_empty());
         assert_eq!(names(index, "li^wen", false, 10).await, ["Li^Wen"]);
+        exact_names_with_few_and_many_patients(index).await;
     }
 
     #[tokio::test(flavor = "multi_thread")]

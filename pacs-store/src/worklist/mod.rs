@@ -807,7 +807,7 @@ impl Index {
                 " AND EXISTS (SELECT 1 FROM series ms WHERE ms.study_ref = s.id AND ms.modality = ",
             );
             sql.text(m.trim().to_ascii_uppercase());
-            sql.push(")");
+            sql.push(crate::query::END_EXISTS);
         }
         if let Some(p) = q.priority {
             sql.push(" AND t.priority = ");
