@@ -887,10 +887,18 @@ impl AuditBatcher {
                 let n = q.len().min(MAX_BATCH);
                 q.drain(..n).collect()
             };
-            // Written by a task of its own, so that a caller that goes away (an aborted
-            // association) cannot cut the others' appends short.
+            // Others' entries are written by a task of its own, so that a caller that goes
+            // away (an aborted association) cannot cut their appends short. An entry alone
+            // is the caller's own (the others' are answered before their leader lets go):
+            // written in place, without waking another worker thread. Cut short, it
+            // leaves at most a remembered head that is no longer the last entry, which
+            // the next append finds out and reads again.
             let index = index.clone();
-            let _ = tokio::spawn(write_batch(index, batch)).await;
+            if batch.len() == 1 {
+                write_batch(index, batch).await;
+            } else {
+                let _ = tokio::spawn(write_batch(index, batch)).await;
+            }
             drop(leader);
         }
     }
