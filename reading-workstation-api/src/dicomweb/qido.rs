@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use pacs_store::audit::{Action, EventId};
+use pacs_store::audit::{Action, EventId, Outcome};
 use pacs_store::query::{Key, Level, Match, Query, Row, is_uid};
 use serde_json::{Map, Value, json};
 
@@ -145,10 +145,6 @@ async fn search(
     // One more than asked, to know whether there are more.
     let asked = query.limit;
     query.limit = asked + 1;
-    let mut rows = state.archive.index().query(caller.scope(), &query).await?;
-    let more = rows.len() as i64 > asked;
-    rows.truncate(asked as usize);
-
     let patient = query.keys.iter().find_map(|(k, m)| match (k, m) {
         (Key::PatientId, Match::Single(v)) => Some(v.clone()),
         _ => None,
@@ -157,12 +153,31 @@ async fn search(
         .event(EventId::Query, Action::Execute)
         .with_patient(patient, None)
         .with_detail(format!(
-            "QIDO-RS {} ?{}: {} result(s)",
+            "QIDO-RS {} ?{}",
             level_name(level),
             truncate(&raw, 1024),
-            rows.len()
         ));
-    caller.audit_read(state, event).await?;
+    // The entry is written while the query runs, and the answer waits for both ("no audit,
+    // no data"). It records what was asked, not how many studies came back (as IHE's Query
+    // event does), so it need not wait for the rows: a search costs the longer of the
+    // two, not their sum.
+    let index = state.archive.index();
+    let (rows, audited) = tokio::join!(
+        index.query(caller.scope(), &query),
+        caller.audit_read(state, event.clone())
+    );
+    let mut rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => {
+            // The entry above says the search was made; this one that it failed.
+            let failed = event.with_outcome(Outcome::SeriousFailure, "the search failed");
+            state.archive.audit_or_log(failed).await;
+            return Err(e.into());
+        }
+    };
+    audited?;
+    let more = rows.len() as i64 > asked;
+    rows.truncate(asked as usize);
 
     let body: Vec<Value> = rows.iter().map(|r| to_json(r, level)).collect();
     let mut res = super::dicom_json(Value::Array(body));
