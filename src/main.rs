@@ -13,13 +13,6 @@ mod users_cli;
 
 use clap::Parser;
 
-/// mimalloc rather than glibc's malloc: a search answer is hundreds of small JSON values
-/// made and freed per request, and glibc spent 8–12% of the server's CPU in malloc, free
-/// and `malloc_consolidate` (perf, QIDO-RS). Measured in docs/benchmarks.md: 5–8% off the
-/// QIDO-RS latencies.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
