@@ -1457,83 +1457,60 @@ mod name_tests {
                 offset,
             }
         };
-        let ids =
-            |rows: Vec<Row>| -> Vec<String> { rows.into_iter().map(|r| r.patient_id).collect() };
+        // The patient ids a search answers, by `query` or by one plan.
+        let found = |scope: Scope, q: Query| async move {
+            let rows = index.query(scope, &q).await.unwrap();
+            rows.into_iter().map(|r| r.patient_id).collect::<Vec<_>>()
+        };
+        async fn planned(index: &Index, q: &Query, plan: Plan<'_>) -> Vec<String> {
+            let rows = index.search(Scope::All, q, plan).await.unwrap();
+            rows.into_iter().map(|r| r.patient_id).collect()
+        }
+        let zs = |range: std::ops::Range<usize>| -> Vec<String> {
+            range.rev().map(|n| format!("Z{n}")).collect()
+        };
+
         let common = exact("ZHANG^WEI", 10, 0);
         let probe = NameProbe::of(index, &common).await.unwrap().unwrap();
         assert!(probe.exact() && !probe.few(index).await.unwrap());
-        let guarded = index
-            .search(Scope::All, &common, Plan::PatientsFirstIfFew(&probe))
-            .await
-            .unwrap();
+        let guarded = planned(index, &common, Plan::PatientsFirstIfFew(&probe)).await;
         assert!(
             guarded.is_empty(),
             "the probe stops the search from the patients"
         );
         // The answer: the 10 newest of the 150, newest first.
-        let newest: Vec<String> = (ZHANGS - 10..ZHANGS)
-            .rev()
-            .map(|n| format!("Z{n}"))
-            .collect();
-        assert_eq!(ids(index.query(Scope::All, &common).await.unwrap()), newest);
-        let page3: Vec<String> = (ZHANGS - 30..ZHANGS - 20)
-            .rev()
-            .map(|n| format!("Z{n}"))
-            .collect();
-        // Pages past the first, whichever plan: each study counted once for the offset.
-        let second_page = exact("zhang^wei", 10, 20);
         assert_eq!(
-            ids(index.query(Scope::All, &second_page).await.unwrap()),
-            page3
+            found(Scope::All, common.clone()).await,
+            zs(ZHANGS - 10..ZHANGS)
         );
+        // Pages past the first, whichever plan: each study counted once for the offset.
+        let page3 = zs(ZHANGS - 30..ZHANGS - 20);
+        let third = exact("zhang^wei", 10, 20);
+        assert_eq!(found(Scope::All, third.clone()).await, page3);
         for plan in [Plan::WalkStudies, Plan::PatientsFirst] {
-            assert_eq!(
-                ids(index.search(Scope::All, &second_page, plan).await.unwrap()),
-                page3
-            );
+            assert_eq!(planned(index, &third, plan).await, page3);
         }
-        let mut ct = exact("zhang^wei", 10, 20);
-        let modality = Match::parse(Key::ModalitiesInStudy, "CT", ',')
-            .unwrap()
-            .unwrap();
-        ct.keys.push((Key::ModalitiesInStudy, modality));
-        assert_eq!(ids(index.query(Scope::All, &ct).await.unwrap()), page3);
-        let series_key = Match::parse(Key::Modality, "CT", ',').unwrap().unwrap();
-        ct.keys.push((Key::Modality, series_key));
-        assert_eq!(ids(index.query(Scope::All, &ct).await.unwrap()), page3);
+        let mut ct = third;
+        for key in [Key::ModalitiesInStudy, Key::Modality] {
+            ct.keys
+                .push((key, Match::parse(key, "CT", ',').unwrap().unwrap()));
+            assert_eq!(found(Scope::All, ct.clone()).await, page3);
+        }
         // A rare exact name: one statement, the studies of its patient.
         let rare = exact("li^wen", 10, 0);
         let probe = NameProbe::of(index, &rare).await.unwrap().unwrap();
         assert!(probe.few(index).await.unwrap());
-        let guarded = index
-            .search(Scope::All, &rare, Plan::PatientsFirstIfFew(&probe))
-            .await
-            .unwrap();
-        assert_eq!(ids(guarded), ["L1"]);
-        assert_eq!(ids(index.query(Scope::All, &rare).await.unwrap()), ["L1"]);
-        // Past the end, and no such name: nothing.
+        let guarded = planned(index, &rare, Plan::PatientsFirstIfFew(&probe)).await;
+        assert_eq!(guarded, ["L1"]);
+        assert_eq!(found(Scope::All, rare).await, ["L1"]);
+        // Past the end, no such name, and a scope without the studies: nothing.
+        assert!(found(Scope::All, exact("li^wen", 10, 1)).await.is_empty());
         assert!(
-            index
-                .query(Scope::All, &exact("li^wen", 10, 1))
+            found(Scope::All, exact("nobody^here", 10, 0))
                 .await
-                .unwrap()
                 .is_empty()
         );
-        assert!(
-            index
-                .query(Scope::All, &exact("nobody^here", 10, 0))
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        // A scope that holds none of the common name's studies: nothing, either way.
-        assert!(
-            index
-                .query(Scope::Clinic(i64::MAX), &common)
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(found(Scope::Clinic(i64::MAX), common).await.is_empty());
     }
 
     async fn name_matching_contract(index: &Index) {
