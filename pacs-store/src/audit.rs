@@ -743,13 +743,10 @@ impl Index {
         for r in &records {
             q = bind_record(q, r);
         }
-        let written = q
-            .bind(head_id)
-            .bind(head_hash)
-            .execute(self.pool())
+        let written = self
+            .execute_alone(q.bind(head_id).bind(head_hash))
             .await
-            .inspect_err(|_| self.audit.remember_head(None))?
-            .rows_affected();
+            .inspect_err(|_| self.audit.remember_head(None))?;
         if written != records.len() as u64 {
             // Someone else appended since: nothing was written (one statement).
             self.audit.remember_head(None);

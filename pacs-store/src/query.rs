@@ -1080,7 +1080,7 @@ impl Index {
         }
         sql.push_page(query.limit.clamp(1, 100_000), query.offset.max(0));
 
-        let rows = sql.build().fetch_all(self.pool()).await?;
+        let rows = self.fetch_all_alone(sql.build()).await?;
         rows.iter().map(|r| row_from(r, query.level)).collect()
     }
 }

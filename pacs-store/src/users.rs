@@ -1111,10 +1111,8 @@ impl Index {
              LEFT JOIN clinics c ON c.id = u.clinic_id WHERE t.{hash_column} = $1"
         );
         // Built from this module's constants only; the hash is bound.
-        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(hash)
-            .fetch_optional(self.pool())
-            .await?)
+        self.fetch_optional_alone(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(hash))
+            .await
     }
 }
 

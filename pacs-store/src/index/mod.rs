@@ -12,6 +12,7 @@
 //! database it turns N fsyncs into one.
 
 mod clinics;
+pub(crate) mod direct;
 mod instances;
 pub mod name_keys;
 pub(crate) mod outbox;
@@ -45,6 +46,8 @@ pub enum Backend {
 pub struct Index {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite: connections for the single statements of every request ([`direct`]).
+    direct: Option<Arc<direct::DirectConnections>>,
     writer: writer::WriterHandle,
     /// Bumped by [`Index::notify_events`]: outbox events were committed by this process.
     events: Arc<tokio::sync::watch::Sender<u64>>,
@@ -125,9 +128,12 @@ impl Index {
                 .await?;
         }
         let writer = writer::spawn(pool.clone());
+        let direct = (backend == Backend::Sqlite)
+            .then(|| Arc::new(direct::DirectConnections::new(pool.clone())));
         Ok(Index {
             pool,
             backend,
+            direct,
             writer,
             events: Arc::new(tokio::sync::watch::channel(0).0),
             audit: crate::audit::AuditBatcher::default(),
@@ -141,6 +147,40 @@ impl Index {
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// All rows of one statement run alone (no transaction): on a [`direct`] connection
+    /// with SQLite, from the pool with PostgreSQL.
+    pub(crate) async fn fetch_all_alone(
+        &self,
+        q: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<Vec<sqlx::any::AnyRow>> {
+        match &self.direct {
+            Some(direct) => direct.fetch_all(q).await,
+            None => Ok(q.fetch_all(&self.pool).await?),
+        }
+    }
+
+    /// The row, if any, of one statement run alone (see [`Index::fetch_all_alone`]).
+    pub(crate) async fn fetch_optional_alone(
+        &self,
+        q: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<Option<sqlx::any::AnyRow>> {
+        match &self.direct {
+            Some(direct) => direct.fetch_optional(q).await,
+            None => Ok(q.fetch_optional(&self.pool).await?),
+        }
+    }
+
+    /// One statement run alone (see [`Index::fetch_all_alone`]); the rows it affected.
+    pub(crate) async fn execute_alone(
+        &self,
+        q: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<u64> {
+        match &self.direct {
+            Some(direct) => direct.execute(q).await,
+            None => Ok(q.execute(&self.pool).await?.rows_affected()),
+        }
     }
 
     /// A transaction that will write: on SQLite it takes the write lock at once (`BEGIN
@@ -179,6 +219,9 @@ impl Index {
     /// Closes the pool after the writer has drained.
     pub async fn close(&self) {
         self.writer.shutdown().await;
+        if let Some(direct) = &self.direct {
+            direct.close().await;
+        }
         self.pool.close().await;
     }
 }

@@ -1,0 +1,197 @@
+//! SQLite connections for the single statements every request runs (the token lookup, a
+//! search, an audit append), kept out of sqlx's pool.
+//!
+//! sqlx's pool tests each connection as it is given back: a spawned task sends a ping to
+//! the connection's worker thread and waits for the answer. With SQLite that is one more
+//! trip between threads per statement, as long as the statement itself, on every audited
+//! read (measured: 18 → 12–13 context switches per exact-name QIDO-RS search when the
+//! three statements of a request skip it). These connections are taken from the pool once
+//! (`detach`), handed out one statement at a time and put back without the ping.
+//!
+//! Only single statements in autocommit run here, never a transaction, so a connection
+//! put back holds no state. One whose statement failed, or was cut short because its
+//! caller went away, is closed instead. PostgreSQL connections stay in the pool (its ping
+//! is how a dropped server connection is found).
+
+use std::sync::Mutex;
+
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::{Any, AnyConnection, AnyPool};
+
+use crate::Result;
+
+/// Idle connections kept at most; more at once are taken from the pool and closed after.
+const MAX_IDLE: usize = 4;
+
+type Statement<'q> = sqlx::query::Query<'q, Any, AnyArguments>;
+
+/// The idle direct connections of one SQLite index.
+#[derive(Debug)]
+pub(crate) struct DirectConnections {
+    pool: AnyPool,
+    idle: Mutex<Vec<AnyConnection>>,
+}
+
+impl DirectConnections {
+    pub(crate) fn new(pool: AnyPool) -> Self {
+        DirectConnections {
+            pool,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Closes the idle connections (the pool's own are closed by `AnyPool::close`).
+    pub(crate) async fn close(&self) {
+        let idle = std::mem::take(&mut *lock(&self.idle));
+        for conn in idle {
+            let _ = sqlx::Connection::close(conn).await;
+        }
+    }
+
+    async fn take(&self) -> Result<AnyConnection> {
+        let idle = lock(&self.idle).pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => Ok(self.pool.acquire().await?.detach()),
+        }
+    }
+
+    fn put_back(&self, conn: AnyConnection) {
+        let mut idle = lock(&self.idle);
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+
+    pub(crate) async fn fetch_all(&self, q: Statement<'_>) -> Result<Vec<AnyRow>> {
+        let mut lease = Lease::new(self).await?;
+        let rows = q.fetch_all(lease.conn()).await?;
+        lease.done();
+        Ok(rows)
+    }
+
+    pub(crate) async fn fetch_optional(&self, q: Statement<'_>) -> Result<Option<AnyRow>> {
+        let mut lease = Lease::new(self).await?;
+        let row = q.fetch_optional(lease.conn()).await?;
+        lease.done();
+        Ok(row)
+    }
+
+    /// Rows affected.
+    pub(crate) async fn execute(&self, q: Statement<'_>) -> Result<u64> {
+        let mut lease = Lease::new(self).await?;
+        let done = q.execute(lease.conn()).await?;
+        lease.done();
+        Ok(done.rows_affected())
+    }
+}
+
+/// A connection out of the idle list for one statement: put back when dropped after
+/// `done`, closed when dropped before (the statement failed, or was cut short).
+struct Lease<'a> {
+    home: &'a DirectConnections,
+    conn: Option<AnyConnection>,
+    done: bool,
+}
+
+impl<'a> Lease<'a> {
+    async fn new(home: &'a DirectConnections) -> Result<Self> {
+        Ok(Lease {
+            home,
+            conn: Some(home.take().await?),
+            done: false,
+        })
+    }
+
+    fn conn(&mut self) -> &mut AnyConnection {
+        self.conn
+            .as_mut()
+            .expect("a lease holds its connection until dropped")
+    }
+
+    fn done(&mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        // Closing (dropping) a connection lets its worker thread finish what it was
+        // doing and exit.
+        if let Some(conn) = self.conn.take()
+            && self.done
+        {
+            self.home.put_back(conn);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Index;
+
+    fn idle(index: &Index) -> usize {
+        lock(&index.direct.as_ref().expect("SQLite").idle).len()
+    }
+
+    /// A connection comes back after its statement, and not after a failed or cut-short
+    /// one; the answers are those of the pool.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn connections_come_back_only_after_a_whole_statement() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("index.db").display());
+        let index = Index::open(&url).await.unwrap();
+        assert_eq!(idle(&index), 0);
+        for _ in 0..3 {
+            let rows = index
+                .fetch_all_alone(sqlx::query("SELECT 1 UNION ALL SELECT 2"))
+                .await
+                .unwrap();
+            assert_eq!(rows.len(), 2);
+            assert_eq!(idle(&index), 1, "one connection, reused");
+        }
+        let n = index
+            .execute_alone(sqlx::query(
+                "INSERT INTO clinics (name, created_at) VALUES ('Direct', 0)",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        let row = index
+            .fetch_optional_alone(sqlx::query(
+                "SELECT name FROM clinics WHERE name = 'Direct'",
+            ))
+            .await
+            .unwrap();
+        assert!(row.is_some());
+        assert_eq!(idle(&index), 1);
+        // A failed statement: its connection is closed, not put back.
+        let err = index
+            .fetch_all_alone(sqlx::query("SELECT * FROM no_such_table"))
+            .await;
+        assert!(err.is_err());
+        assert_eq!(idle(&index), 0);
+        // A statement whose caller goes away: closed too.
+        let slow = index.fetch_all_alone(sqlx::query(
+            "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 10000000) \
+             SELECT MAX(x) FROM n",
+        ));
+        let cut = tokio::time::timeout(std::time::Duration::from_millis(5), slow).await;
+        assert!(cut.is_err(), "the statement takes longer than 5 ms");
+        assert_eq!(idle(&index), 0);
+        // And the next statement gets a fresh connection.
+        let rows = index
+            .fetch_all_alone(sqlx::query("SELECT 1"))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(idle(&index), 1);
+        index.close().await;
+        assert_eq!(idle(&index), 0);
+    }
+}
