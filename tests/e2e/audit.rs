@@ -184,9 +184,19 @@ fn audit_trail(backend: Backend) {
         );
     }
     let unknown = pynetdicom_store(port, "NOBODY", &files[..1], &[]);
-    assert_eq!(unknown.association.as_deref(), Some("rejected"));
+    assert_eq!(
+        unknown.association.as_deref(),
+        Some("rejected"),
+        "{}",
+        unknown.stderr
+    );
     let far = pynetdicom_store(port, "FARAWAY", &files[..1], &[]);
-    assert_eq!(far.association.as_deref(), Some("rejected"));
+    assert_eq!(
+        far.association.as_deref(),
+        Some("rejected"),
+        "{}",
+        far.stderr
+    );
     let status = server.stop();
     assert!(status.success());
 

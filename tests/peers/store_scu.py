@@ -15,6 +15,7 @@ aborted at set-up, 2 usage error.
 """
 import argparse
 import json
+import logging
 import sys
 
 from pydicom.filereader import read_file_meta_info
@@ -40,6 +41,9 @@ def main() -> int:
     p.add_argument("files", nargs="*")
     a = p.parse_args()
 
+    # pynetdicom's own warnings and errors (why an association failed) on stderr, which
+    # the tests print when an association ends otherwise than they expect.
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     ae = AE(ae_title=a.aet)
     ae.acse_timeout = a.timeout
     ae.dimse_timeout = a.timeout
@@ -67,7 +71,7 @@ def main() -> int:
         if assoc.is_rejected:
             emit(association="rejected")
         else:
-            emit(association="failed")
+            emit(association="failed", aborted=assoc.is_aborted)
         return 3
     emit(association="established")
     if a.echo:
