@@ -1389,7 +1389,11 @@ mod name_tests {
         ));
         all.push(instance(WANGS + 1, "M1", "MÜLLER^ÉMILE", t + 1));
         all.push(instance(WANGS + 2, "L1", "Li^Wei", t + 2));
-        // Concurrently, so that the writer groups them into few commits.
+        insert_all(index, all).await;
+    }
+
+    /// Inserts `all` concurrently, so that the writer groups them into few commits.
+    async fn insert_all(index: &Index, all: Vec<NewInstance>) {
         let tasks: Vec<_> = all
             .into_iter()
             .map(|new| {
@@ -1426,7 +1430,7 @@ mod name_tests {
         // Each study with two CT series: two rows for every EXISTS on its series.
         const ZHANGS: usize = 150;
         let base = WANGS + 100;
-        let tasks: Vec<_> = (0..ZHANGS)
+        let all = (0..ZHANGS)
             .flat_map(|n| {
                 let first = instance(base + n, &format!("Z{n}"), "Zhang^Wei", (base + n) as i64);
                 let mut second = first.clone();
@@ -1435,14 +1439,8 @@ mod name_tests {
                 second.object_key = ObjectKey::generate();
                 [first, second]
             })
-            .map(|new| {
-                let index = index.clone();
-                tokio::spawn(async move { index.insert_instance(new).await })
-            })
             .collect();
-        for t in tasks {
-            t.await.unwrap().unwrap();
-        }
+        insert_all(index, all).await;
         index
             .patients_hint
             .read_at
