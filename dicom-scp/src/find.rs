@@ -146,7 +146,7 @@ pub async fn run(
         level_text,
         rows.len()
     ));
-    if let Err(e) = archive.index().audit(event).await {
+    if let Err(e) = archive.index().audit_read(event).await {
         tracing::error!(error = %e, "C-FIND: cannot write the audit event; refusing");
         return Err(failure(0xC001, "the archive could not record the query"));
     }

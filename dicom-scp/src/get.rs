@@ -145,7 +145,7 @@ pub async fn serve<S: Transport>(
             .with_study(Some(first.study_instance_uid.clone()))
             .with_instances(items.iter().map(|i| i.sop_instance_uid.clone()).collect())
             .with_detail("C-GET");
-        if let Err(e) = archive.index().audit(e).await {
+        if let Err(e) = archive.index().audit_read(e).await {
             tracing::error!(error = %e, "C-GET: cannot write the audit event; refusing");
             let rsp = dimse::response(
                 cmd,

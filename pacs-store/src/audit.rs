@@ -670,16 +670,37 @@ pub(crate) fn record_from_row(r: &AnyRow) -> Result<AuditRecord> {
 static APPEND_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl Index {
-    /// Appends one event to the audit trail; returns its id once committed. Concurrent
-    /// calls on this index (and its clones) are written together, in one transaction and
-    /// one fsync ([`AuditBatcher`]): a burst of audited reads — a viewer fetching a series
-    /// frame by frame, four at a time — costs one commit per burst, not one each.
+    /// Appends one event to the audit trail; returns its id once the entry is durable.
+    /// Concurrent calls on this index (and its clones) are written together, in one
+    /// transaction and one fsync ([`AuditBatcher`]): a burst of audited reads — a viewer
+    /// fetching a series frame by frame, four at a time — costs one commit per burst, not
+    /// one each.
     pub async fn audit(&self, event: AuditEvent) -> Result<i64> {
-        self.audit.append(self, event).await
+        let id = self.audit.append(self, event).await?;
+        self.sync().await?;
+        Ok(id)
     }
 
-    /// Appends events in order, in one transaction of their own; returns their ids.
+    /// [`Index::audit`] for the entry of a read, made before its data is released: returns
+    /// once the entry is committed, when a crash of pacs can no longer lose it; its fsync
+    /// follows at once, in the background, while the data goes out (on SQLite; see
+    /// `index::wal_sync` for why and what a power cut in between can lose).
+    pub async fn audit_read(&self, event: AuditEvent) -> Result<i64> {
+        let id = self.audit.append(self, event).await?;
+        self.sync_soon();
+        Ok(id)
+    }
+
+    /// Appends events in order, in one transaction of their own; returns their ids once
+    /// the entries are durable.
     pub async fn audit_all(&self, events: &[AuditEvent]) -> Result<Vec<i64>> {
+        let ids = self.append_all(events).await?;
+        self.sync().await?;
+        Ok(ids)
+    }
+
+    /// [`Index::audit_all`] without the wait for durability: the caller syncs.
+    async fn append_all(&self, events: &[AuditEvent]) -> Result<Vec<i64>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -908,7 +929,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn write_batch(index: Index, batch: Vec<Waiting>) {
     metrics::histogram!("pacs_audit_batch_size").record(batch.len() as f64);
     let (events, replies): (Vec<AuditEvent>, Vec<_>) = batch.into_iter().unzip();
-    match index.audit_all(&events).await {
+    match index.append_all(&events).await {
         Ok(ids) => {
             for (reply, id) in replies.into_iter().zip(ids) {
                 let _ = reply.send(Ok(id));
@@ -923,7 +944,7 @@ async fn write_batch(index: Index, batch: Vec<Waiting>) {
             tracing::debug!(error = %e, n = events.len(), "audit batch failed; appending one by one");
             for (event, reply) in events.into_iter().zip(replies) {
                 // Alone, past the batcher (whose leader is waiting for this task).
-                let one = index.audit_all(std::slice::from_ref(&event)).await;
+                let one = index.append_all(std::slice::from_ref(&event)).await;
                 let _ = reply.send(one.map(|ids| ids[0]));
             }
         }
@@ -1765,6 +1786,49 @@ mod tests {
         assert_eq!(a.audit.known_head(), Some((6, v.last_hash.unwrap())));
         a.close().await;
         b.close().await;
+    }
+
+    /// On SQLite the one-statement append commits without an fsync (the direct
+    /// connections run `synchronous=NORMAL`, everything else `FULL`); `audit` returns only
+    /// after the WAL was synced since, `audit_read` once committed, having asked for that
+    /// sync. Both entries are in the chain, read by another connection at once.
+    #[tokio::test]
+    async fn an_audited_read_is_committed_and_its_sync_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = sqlite_index(&dir).await;
+        let wal = index.wal.clone().expect("an SQLite file has a WAL sync");
+        let synchronous = |r: Option<AnyRow>| r.unwrap().try_get::<i64, _>(0).unwrap();
+        let direct = index
+            .fetch_optional_alone(sqlx::query("PRAGMA synchronous"))
+            .await
+            .unwrap();
+        assert_eq!(synchronous(direct), 1, "NORMAL on the direct connections");
+        let pooled = sqlx::query("PRAGMA synchronous")
+            .fetch_optional(index.pool())
+            .await
+            .unwrap();
+        assert_eq!(synchronous(pooled), 2, "FULL everywhere else");
+
+        // The first append goes the long way (FULL); the next ones are one statement.
+        for n in 1..=3 {
+            let before = wal.requested();
+            assert_eq!(index.audit(store_event(n)).await.unwrap(), n as i64);
+            assert!(wal.requested() > before, "audit asks for a sync");
+            assert_eq!(wal.synced_through(), wal.requested(), "and waits for it");
+        }
+        let before = wal.requested();
+        assert_eq!(index.audit_read(store_event(4)).await.unwrap(), 4);
+        assert_eq!(wal.requested(), before + 1, "audit_read asks for a sync");
+        let other = Index::open(&format!("sqlite:{}", dir.path().join("index.db").display()))
+            .await
+            .unwrap();
+        let v = other.verify_audit().await.unwrap();
+        assert!(v.is_intact(), "{v:?}");
+        assert_eq!(v.last_id, Some(4));
+        // Closing waits for the last sync.
+        index.close().await;
+        assert_eq!(wal.synced_through(), wal.requested());
+        other.close().await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -136,7 +136,7 @@ impl Caller {
         state
             .archive
             .index()
-            .audit(event)
+            .audit_read(event)
             .await
             .map(|_| ())
             .map_err(|e| ApiError::internal("cannot write the audit event of a read", &e))

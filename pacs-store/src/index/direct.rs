@@ -12,6 +12,10 @@
 //! put back holds no state. One whose statement failed, or was cut short because its
 //! caller went away, is closed instead. PostgreSQL connections stay in the pool (its ping
 //! is how a dropped server connection is found).
+//!
+//! A write here (the one-statement audit append) commits with `synchronous=NORMAL`: it is
+//! durable only once [`wal_sync`](super::wal_sync) has synced the WAL after it, which the
+//! caller waits for (`Index::sync`) or only asks for (`Index::sync_soon`).
 
 use std::sync::Mutex;
 
@@ -52,7 +56,14 @@ impl DirectConnections {
         let idle = lock(&self.idle).pop();
         match idle {
             Some(conn) => Ok(conn),
-            None => Ok(self.pool.acquire().await?.detach()),
+            None => {
+                let mut conn = self.pool.acquire().await?.detach();
+                // A commit here returns before its fsync, which the caller asks of
+                // `Index::sync` (see `wal_sync`): the audit entry of a read is committed
+                // before the data goes out, and made durable while it does.
+                sqlx::Executor::execute(&mut conn, "PRAGMA synchronous=NORMAL").await?;
+                Ok(conn)
+            }
         }
     }
 

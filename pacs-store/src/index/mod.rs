@@ -17,6 +17,7 @@ mod instances;
 pub mod name_keys;
 pub(crate) mod outbox;
 mod studies;
+pub(crate) mod wal_sync;
 pub mod writer;
 
 use std::str::FromStr;
@@ -48,6 +49,8 @@ pub struct Index {
     backend: Backend,
     /// SQLite: connections for the single statements of every request ([`direct`]).
     direct: Option<Arc<direct::DirectConnections>>,
+    /// SQLite on a file: the WAL's fsync after the direct connections' commits ([`wal_sync`]).
+    pub(crate) wal: Option<Arc<wal_sync::WalSync>>,
     writer: writer::WriterHandle,
     /// Bumped by [`Index::notify_events`]: outbox events were committed by this process.
     events: Arc<tokio::sync::watch::Sender<u64>>,
@@ -130,10 +133,23 @@ impl Index {
         let writer = writer::spawn(pool.clone());
         let direct = (backend == Backend::Sqlite)
             .then(|| Arc::new(direct::DirectConnections::new(pool.clone())));
+        let wal = match backend {
+            Backend::Sqlite => sqlite_file(&pool)
+                .await?
+                .map(|db| {
+                    wal_sync::WalSync::start(db).map_err(|e| {
+                        StoreError::Config(format!("cannot start the WAL sync thread: {e}"))
+                    })
+                })
+                .transpose()?
+                .map(Arc::new),
+            Backend::Postgres => None,
+        };
         Ok(Index {
             pool,
             backend,
             direct,
+            wal,
             writer,
             events: Arc::new(tokio::sync::watch::channel(0).0),
             audit: crate::audit::AuditBatcher::default(),
@@ -172,7 +188,9 @@ impl Index {
         }
     }
 
-    /// One statement run alone (see [`Index::fetch_all_alone`]); the rows it affected.
+    /// One statement run alone (see [`Index::fetch_all_alone`]); the rows it affected. On
+    /// SQLite a write made here is committed but not yet durable (`synchronous=NORMAL`, see
+    /// [`wal_sync`]): follow it with [`Index::sync`] or [`Index::sync_soon`].
     pub(crate) async fn execute_alone(
         &self,
         q: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
@@ -180,6 +198,22 @@ impl Index {
         match &self.direct {
             Some(direct) => direct.execute(q).await,
             None => Ok(q.execute(&self.pool).await?.rows_affected()),
+        }
+    }
+
+    /// Asks for the fsync of what [`Index::execute_alone`] committed, without waiting for it
+    /// (SQLite; nothing to do on PostgreSQL, whose commits are durable on return).
+    pub(crate) fn sync_soon(&self) {
+        if let Some(wal) = &self.wal {
+            wal.request();
+        }
+    }
+
+    /// Returns once what [`Index::execute_alone`] committed before the call is durable.
+    pub(crate) async fn sync(&self) -> Result<()> {
+        match &self.wal {
+            Some(wal) => wal.sync().await,
+            None => Ok(()),
         }
     }
 
@@ -216,14 +250,31 @@ impl Index {
         &self.pool
     }
 
-    /// Closes the pool after the writer has drained.
+    /// Closes the pool after the writer has drained and the WAL is synced.
     pub async fn close(&self) {
         self.writer.shutdown().await;
+        if let Err(e) = self.sync().await {
+            tracing::error!(error = %e, "closing the index");
+        }
         if let Some(direct) = &self.direct {
             direct.close().await;
         }
         self.pool.close().await;
     }
+}
+
+/// The file of an SQLite database (`None` in memory), as SQLite itself resolved it.
+async fn sqlite_file(pool: &AnyPool) -> Result<Option<std::path::PathBuf>> {
+    let rows = sqlx::query("PRAGMA database_list").fetch_all(pool).await?;
+    for row in rows {
+        use sqlx::Row;
+        let name: String = row.try_get(1)?;
+        let file: Option<String> = row.try_get(2)?;
+        if name == "main" {
+            return Ok(file.filter(|f| !f.is_empty()).map(Into::into));
+        }
+    }
+    Ok(None)
 }
 
 /// The values of a multi-valued column the index keeps joined by `\` (modalities in
