@@ -21,11 +21,7 @@
 // Every wait is bounded; the browser is closed whatever happens. Exit 0 when a report was
 // written (the test decides what is acceptable), 1 when the run itself broke.
 
-import { join } from 'node:path';
-
-import { chromium } from 'playwright-core';
-
-import { launchOptions, logIn as logInAt, waitUntil, watch } from './page-watch.mjs';
+import { logIn as logInAt, newReport, runInBrowser, screenshots, waitUntil } from './page-watch.mjs';
 
 const [base, admin, nonAdmin, password, newClinic, shots] = process.argv.slice(2);
 if (!base || !admin || !nonAdmin || !password || !newClinic || !shots) {
@@ -38,24 +34,11 @@ const NEW_USER = 'hill.nurse';
 const NEW_USER_PASSWORD = 'hill nurse passphrase 2468';
 const AE = 'HILL_RIS';
 
-const report = { requests: [], console: [], pageErrors: [], cspViolations: [], dialogs: [], screenshots: {} };
+const report = newReport();
+const shot = screenshots(report, shots);
 const url = (path) => new URL(path, base).toString();
 
-async function newPage(browser, who) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-GB', timezoneId: 'UTC' });
-  const page = await context.newPage();
-  page.setDefaultTimeout(STEP_MS);
-  await watch(page, report, who);
-  return page;
-}
-
 const logIn = (page, username) => logInAt(page, base, username, password);
-
-async function shot(page, name) {
-  const path = join(shots, name);
-  await page.screenshot({ path, fullPage: false });
-  report.screenshots[name] = path;
-}
 
 const navLinks = (page) => page.$$eval('#nav a', (as) => as.map((a) => ({ href: a.getAttribute('href'), text: a.textContent })));
 const text = (page, sel) => page.locator(sel).first().textContent();
@@ -68,11 +51,8 @@ async function dismissNotes(page) {
 /** The error lines shown in `scope` (what the user reads). */
 const errorsIn = (page, scope) => page.$$eval(`${scope} .error`, (es) => es.map((e) => e.textContent));
 
-let browser;
-let exitCode = 0;
-try {
-  browser = await chromium.launch(launchOptions());
-  const page = await newPage(browser, 'admin');
+await runInBrowser(report, { stepMs: STEP_MS, context: { timezoneId: 'UTC' } }, async (open) => {
+  const page = await open('admin');
 
   // --- 1. The dashboard, the administrator's landing page.
   await logIn(page, admin);
@@ -232,7 +212,7 @@ try {
   await page.locator('form#login').waitFor();
 
   // --- 6. Someone else: no Admin link; the address typed by hand says no in words.
-  const other = await newPage(browser, 'non-admin');
+  const other = await open('non-admin');
   await logIn(other, nonAdmin);
   report.nonAdminNav = await navLinks(other);
   await other.goto(url('/#/admin/dashboard'));
@@ -242,11 +222,4 @@ try {
   await other.click('#user button');
   await other.locator('form#login').waitFor();
   await other.waitForTimeout(300);
-} catch (e) {
-  report.fatal = String(e && e.stack ? e.stack : e);
-  exitCode = 1;
-} finally {
-  if (browser) await browser.close().catch(() => {});
-}
-process.stdout.write(JSON.stringify(report) + '\n');
-process.exit(exitCode);
+});

@@ -16,9 +16,7 @@
 // Every wait is bounded; the browser is closed whatever happens. The exit status is 0 when
 // a report was written (the test decides what is acceptable), 1 when the run itself broke.
 
-import { chromium } from 'playwright-core';
-
-import { canvasStats, launchOptions, viewerState, waitForChange, waitForPicture, waitUntil, watch } from './page-watch.mjs';
+import { canvasStats, newReport, runInBrowser, viewerState, waitForChange, waitForPicture, waitUntil } from './page-watch.mjs';
 
 const [base, username, password, studyUid, screenshot, seriesUid] = process.argv.slice(2);
 if (!base || !username || !password || !studyUid || !screenshot) {
@@ -28,13 +26,8 @@ if (!base || !username || !password || !studyUid || !screenshot) {
 
 const STEP_MS = 60_000;
 
-const report = {
+const report = newReport({
   webgl: null,
-  requests: [],
-  console: [],
-  pageErrors: [],
-  cspViolations: [],
-  dialogs: [],
   studyList: [],
   imagesInStudyList: null,
   patientName: null,
@@ -42,7 +35,7 @@ const report = {
   viewer: {},
   steps: {},
   screenshot,
-};
+});
 
 /** Waits until `pred(state)` holds, or STEP_MS; returns the last state either way. */
 function waitForState(page, pred) {
@@ -55,15 +48,8 @@ async function step(page, name, before) {
   return stats;
 }
 
-let browser;
-let exitCode = 0;
-try {
-  browser = await chromium.launch(launchOptions());
-  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, locale: 'en-GB' });
-  const page = await context.newPage();
-  page.setDefaultTimeout(STEP_MS);
-
-  await watch(page, report);
+await runInBrowser(report, { stepMs: STEP_MS, context: { viewport: { width: 1280, height: 860 } } }, async (open) => {
+  const page = await open();
 
   await page.goto(new URL('/', base).toString(), { waitUntil: 'load' });
   report.webgl = await page.evaluate(() => {
@@ -151,11 +137,4 @@ try {
   await page.click('#user button');
   await page.locator('form#login').waitFor();
   report.loggedOut = true;
-} catch (e) {
-  report.fatal = String(e && e.stack ? e.stack : e);
-  exitCode = 1;
-} finally {
-  if (browser) await browser.close().catch(() => {});
-}
-process.stdout.write(JSON.stringify(report) + '\n');
-process.exit(exitCode);
+});

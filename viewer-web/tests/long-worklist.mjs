@@ -15,9 +15,7 @@
 // Every wait is bounded; the exit status is 0 when a report was written, 1 when the run
 // itself broke.
 
-import { chromium } from 'playwright-core';
-
-import { launchOptions, logIn, watch } from './page-watch.mjs';
+import { logIn, newReport, runInBrowser } from './page-watch.mjs';
 
 const [base, username, password] = process.argv.slice(2);
 if (!base || !username || !password) {
@@ -26,7 +24,7 @@ if (!base || !username || !password) {
 }
 
 const STEP_MS = 60_000;
-const report = { requests: [], console: [], pageErrors: [], cspViolations: [], dialogs: [], steps: {} };
+const report = newReport({ steps: {} });
 
 /** The selected row: its task, text, place on the screen and whether it has the focus. */
 function selectedRow(page) {
@@ -52,14 +50,8 @@ function selectedRow(page) {
   });
 }
 
-let browser;
-let exitCode = 0;
-try {
-  browser = await chromium.launch(launchOptions());
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-GB' });
-  const page = await context.newPage();
-  page.setDefaultTimeout(STEP_MS);
-  await watch(page, report);
+await runInBrowser(report, { stepMs: STEP_MS }, async (open) => {
+  const page = await open();
 
   await logIn(page, base, username, password);
   await page.locator('table#worklist[data-count]').waitFor();
@@ -91,11 +83,4 @@ try {
   await page.keyboard.press('Enter');
   await page.waitForFunction(() => location.hash.startsWith('#/read/'));
   report.opened = await page.evaluate(() => location.hash);
-} catch (e) {
-  report.fatal = String(e && e.stack ? e.stack : e);
-  exitCode = 1;
-} finally {
-  if (browser) await browser.close().catch(() => {});
-}
-process.stdout.write(JSON.stringify(report) + '\n');
-process.exit(exitCode);
+});

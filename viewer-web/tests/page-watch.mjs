@@ -1,7 +1,57 @@
-// What the browser tests share: logging in through the form, and what they record about
-// a page: every response and failed request, console messages of the page and
-// its workers, uncaught errors, Content-Security-Policy violations and dialogs (an `alert`
-// from injected markup would show there), and canvas pixel statistics of the viewport.
+// What the browser tests share: how a test runs (`runInBrowser`), logging in through the
+// form, and what they record about a page: every response and failed request, console
+// messages of the page and its workers, uncaught errors, Content-Security-Policy
+// violations and dialogs (an `alert` from injected markup would show there), screenshots,
+// and canvas pixel statistics of the viewport.
+
+import { join } from 'node:path';
+
+import { chromium } from 'playwright-core';
+
+/** What every browser test reports, with the test's own fields (`extra`). */
+export function newReport(extra = {}) {
+  return { requests: [], console: [], pageErrors: [], cspViolations: [], dialogs: [], ...extra };
+}
+
+/**
+ * Runs a browser test: launches Chromium and calls `body(open)`, where `open(who)` makes a
+ * page in a context of its own (1280×800, en-GB, then `context`) that records into `report`
+ * as `who` and waits at most `stepMs` for any step. Then, whatever happened, closes the
+ * browser, writes `report` to stdout as one JSON line and exits: 0 when the report is
+ * complete, 1 with `report.fatal` when `body` threw (the run itself broke).
+ */
+export async function runInBrowser(report, { stepMs, context = {} }, body) {
+  let browser;
+  let exitCode = 0;
+  try {
+    browser = await chromium.launch(launchOptions());
+    const open = async (who = '') => {
+      const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-GB', ...context });
+      const page = await ctx.newPage();
+      page.setDefaultTimeout(stepMs);
+      await watch(page, report, who);
+      return page;
+    };
+    await body(open);
+  } catch (e) {
+    report.fatal = String(e && e.stack ? e.stack : e);
+    exitCode = 1;
+  } finally {
+    if (browser) await browser.close().catch(() => {});
+  }
+  // Exit once the whole report is written (a pipe takes it in 64 KiB pieces).
+  process.stdout.write(JSON.stringify(report) + '\n', () => process.exit(exitCode));
+}
+
+/** `shot(page, name)`: the page as seen, into `dir`/`name`, listed in `report.screenshots`. */
+export function screenshots(report, dir) {
+  report.screenshots ??= {};
+  return async (page, name) => {
+    const path = join(dir, name);
+    await page.screenshot({ path, fullPage: false });
+    report.screenshots[name] = path;
+  };
+}
 
 /** Logs in through the form on BASE's first page; resolves once the top bar names the user. */
 export async function logIn(page, base, username, password) {

@@ -25,11 +25,7 @@
 // a report was written (the test decides what is acceptable), 1 when the run itself broke.
 
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-
-import { chromium } from 'playwright-core';
-
-import { canvasStats, launchOptions, logIn as logInAt, viewerState, waitForChange, waitForPicture, waitUntil, watch } from './page-watch.mjs';
+import { canvasStats, logIn as logInAt, newReport, runInBrowser, screenshots, viewerState, waitForChange, waitForPicture, waitUntil } from './page-watch.mjs';
 
 const [base, radiologist, doctorA, doctorB, password, studyUid, upload, shots] = process.argv.slice(2);
 if (!base || !radiologist || !doctorA || !doctorB || !password || !studyUid || !upload || !shots) {
@@ -43,36 +39,10 @@ const FINDINGS = 'Consolidation of the right lower lobe with air bronchograms. N
 const IMPRESSION = 'Right lower lobe pneumonia.';
 const ADDENDUM = 'Addendum: small right pleural effusion on review of the lower slices.';
 
-const report = {
-  requests: [],
-  console: [],
-  pageErrors: [],
-  cspViolations: [],
-  dialogs: [],
-  liveFrames: [],
-  steps: {},
-  screenshots: {},
-};
+const report = newReport({ liveFrames: [], steps: {} });
+const shot = screenshots(report, shots);
 
 const url = (path) => new URL(path, base).toString();
-
-async function newPage(browser, who) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-GB' });
-  const page = await context.newPage();
-  page.setDefaultTimeout(STEP_MS);
-  await watch(page, report, who);
-  page.on('websocket', (ws) => {
-    ws.on('framereceived', (f) => {
-      try {
-        const e = JSON.parse(f.payload);
-        report.liveFrames.push({ who, id: e.id, kind: e.kind, study: e.study_instance_uid });
-      } catch {
-        report.liveFrames.push({ who, raw: String(f.payload).slice(0, 200) });
-      }
-    });
-  });
-  return page;
-}
 
 const logIn = (page, username) => logInAt(page, base, username, password);
 
@@ -113,18 +83,24 @@ async function step(page, name, before) {
   return stats;
 }
 
-async function shot(page, name) {
-  const path = join(shots, name);
-  await page.screenshot({ path, fullPage: false });
-  report.screenshots[name] = path;
-}
-
-let browser;
-let exitCode = 0;
-try {
-  browser = await chromium.launch(launchOptions());
-  const rad = await newPage(browser, 'radiologist');
-  const docA = await newPage(browser, 'doctor-a');
+await runInBrowser(report, { stepMs: STEP_MS }, async (open) => {
+  /** A page of its own for `who`, whose live-feed frames are recorded too. */
+  const newPage = async (who) => {
+    const page = await open(who);
+    page.on('websocket', (ws) => {
+      ws.on('framereceived', (f) => {
+        try {
+          const e = JSON.parse(f.payload);
+          report.liveFrames.push({ who, id: e.id, kind: e.kind, study: e.study_instance_uid });
+        } catch {
+          report.liveFrames.push({ who, raw: String(f.payload).slice(0, 200) });
+        }
+      });
+    });
+    return page;
+  };
+  const rad = await newPage('radiologist');
+  const docA = await newPage('doctor-a');
 
   // --- 1. The radiologist's worklist: the task the routing made.
   await logIn(rad, radiologist);
@@ -410,7 +386,7 @@ try {
   report.doctorLoggedOut = true;
 
   // --- Another clinic's doctor: the study is not there.
-  const docB = await newPage(browser, 'doctor-b');
+  const docB = await newPage('doctor-b');
   await logIn(docB, doctorB);
   await docB.locator('table#portal-studies').waitFor();
   await waitUntil(docB, () => docB.getAttribute('table#portal-studies', 'data-count'), (c) => c !== null, 10_000);
@@ -421,11 +397,4 @@ try {
   await logOut(docB);
   // Let late console messages arrive before judging.
   await docB.waitForTimeout(300);
-} catch (e) {
-  report.fatal = String(e && e.stack ? e.stack : e);
-  exitCode = 1;
-} finally {
-  if (browser) await browser.close().catch(() => {});
-}
-process.stdout.write(JSON.stringify(report) + '\n');
-process.exit(exitCode);
+});

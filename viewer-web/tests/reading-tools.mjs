@@ -19,11 +19,7 @@
 // Every wait is bounded; the browser is closed whatever happens. The exit status is 0 when
 // a report was written (the test decides what is acceptable), 1 when the run itself broke.
 
-import { join } from 'node:path';
-
-import { chromium } from 'playwright-core';
-
-import { canvasStats, launchOptions, logIn, viewerState, waitForChange, waitForPicture, waitUntil, watch } from './page-watch.mjs';
+import { canvasStats, logIn, newReport, runInBrowser, screenshots, viewerState, waitForChange, waitForPicture, waitUntil } from './page-watch.mjs';
 
 const [base, radiologist, password, studyUid, priorUid, shots] = process.argv.slice(2);
 if (!base || !radiologist || !password || !studyUid || !priorUid || !shots) {
@@ -32,7 +28,8 @@ if (!base || !radiologist || !password || !studyUid || !priorUid || !shots) {
 }
 
 const STEP_MS = 60_000;
-const report = { requests: [], console: [], pageErrors: [], cspViolations: [], dialogs: [], steps: {}, screenshots: {} };
+const report = newReport({ steps: {} });
+const shot = screenshots(report, shots);
 const url = (path) => new URL(path, base).toString();
 
 /** The state of each viewport (its `.cell`'s data attributes). */
@@ -65,12 +62,6 @@ async function measurements(page) {
   return page.$$eval('#measurements li[data-tool]', (ls) => ls.map((l) => ({ tool: l.dataset.tool, value: l.dataset.value, text: l.textContent })));
 }
 
-async function shot(page, name) {
-  const path = join(shots, name);
-  await page.screenshot({ path, fullPage: false });
-  report.screenshots[name] = path;
-}
-
 async function drag(page, from, to, button = 'left', steps = 10) {
   // Two moves: the tools take the press where the last move over the element was.
   await page.mouse.move(from[0] - 2, from[1] - 2);
@@ -82,14 +73,8 @@ async function drag(page, from, to, button = 'left', steps = 10) {
   await page.mouse.up({ button });
 }
 
-let browser;
-let exitCode = 0;
-try {
-  browser = await chromium.launch(launchOptions());
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-GB' });
-  const page = await context.newPage();
-  page.setDefaultTimeout(STEP_MS);
-  await watch(page, report, 'radiologist');
+await runInBrowser(report, { stepMs: STEP_MS }, async (open) => {
+  const page = await open('radiologist');
 
   // --- Log in, open the study's task from the worklist.
   await logIn(page, base, radiologist, password);
@@ -376,11 +361,4 @@ try {
     list: await page.$$eval('#key-images li[data-sop]', (ls) => ls.map((l) => ({ sop: l.dataset.sop, frame: l.dataset.frame }))),
   };
   await page.waitForTimeout(300);
-} catch (e) {
-  report.fatal = String(e && e.stack ? e.stack : e);
-  exitCode = 1;
-} finally {
-  if (browser) await browser.close().catch(() => {});
-}
-// Exit once the whole report is written (a pipe takes it in 64 KiB pieces).
-process.stdout.write(JSON.stringify(report) + '\n', () => process.exit(exitCode));
+});
