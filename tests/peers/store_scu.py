@@ -19,10 +19,28 @@ import logging
 import sys
 
 from pydicom.filereader import read_file_meta_info
-from pynetdicom import AE, _config, build_context
+from pynetdicom import AE, _config, build_context, evt
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.sop_class import Verification
 
 _config.STORE_SEND_CHUNKED_DATASET = True
+
+
+class SetupLog(logging.Handler):
+    """Keeps pynetdicom's log records of the association set-up, to print if it fails."""
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(relativeCreated)8.1f ms %(threadName)s %(levelname)s %(message)s"))
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(self.format(record))
+
+    def dump(self):
+        print("pynetdicom's log of the association set-up:", file=sys.stderr)
+        for line in self.lines:
+            print("  " + line, file=sys.stderr)
 
 
 def emit(**kw):
@@ -41,9 +59,15 @@ def main() -> int:
     p.add_argument("files", nargs="*")
     a = p.parse_args()
 
-    # pynetdicom's own warnings and errors (why an association failed) on stderr, which
-    # the tests print when an association ends otherwise than they expect.
+    # pynetdicom's own warnings and errors on stderr, which the tests print when an
+    # association ends otherwise than they expect; its whole debug log of the association
+    # set-up as well when the association is not established (why it failed).
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    for h in logging.getLogger().handlers:
+        h.setLevel(logging.WARNING)
+    setup_log = SetupLog()
+    logging.getLogger("pynetdicom").addHandler(setup_log)
+    logging.getLogger("pynetdicom").setLevel(logging.DEBUG)
     ae = AE(ae_title=a.aet)
     ae.acse_timeout = a.timeout
     ae.dimse_timeout = a.timeout
@@ -66,13 +90,29 @@ def main() -> int:
     kw = {}
     if a.bind_address:
         kw["bind_address"] = (a.bind_address, 0)
+    # The A-ASSOCIATE-RJ as it arrives, not only through assoc.is_rejected: pynetdicom
+    # 3.0's associate() checks that the connection is up only after it returned from the
+    # connect, and by then, on a loaded machine, its reader thread may already have
+    # received the server's rejection and closed the connection. It then reports a failed
+    # connection (neither rejected nor established, nothing logged) although the server
+    # answered with a rejection, which is what the tests check.
+    rejections = []
+
+    def on_pdu(event):
+        if isinstance(event.pdu, A_ASSOCIATE_RJ):
+            rejections.append(event.pdu)
+
+    kw["evt_handlers"] = [(evt.EVT_PDU_RECV, on_pdu)]
     assoc = ae.associate(a.host, a.port, ae_title=a.aec, **kw)
     if not assoc.is_established:
-        if assoc.is_rejected:
+        if assoc.is_rejected or rejections:
             emit(association="rejected")
         else:
             emit(association="failed", aborted=assoc.is_aborted)
+            setup_log.dump()
         return 3
+    logging.getLogger("pynetdicom").removeHandler(setup_log)
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     emit(association="established")
     if a.echo:
         st = assoc.send_c_echo()
