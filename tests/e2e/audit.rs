@@ -416,3 +416,54 @@ fn deleted_tail_needs_the_anchor() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("anchor entry 2 has hash"), "{out}");
 }
+
+/// The entry of an audited read is committed before the answer leaves (its fsync follows
+/// in the background, see `pacs-store/src/index/wal_sync.rs`): pacs killed with SIGKILL
+/// right after its last QIDO-RS answer still has an entry for every search it answered,
+/// and the chain verifies.
+#[test]
+fn every_answered_read_is_in_the_trail_after_kill_9() {
+    use pacs_store::users::{Password, Role, Username};
+
+    let archive = TestArchive::new(Backend::SqliteFiles);
+    let token = runtime().block_on(async {
+        let a = archive.open().await;
+        let user = Username::parse("crash-auditor").unwrap();
+        let pw = Password::parse("crash auditor passphrase 1234").unwrap();
+        note_secret("crash auditor passphrase 1234");
+        a.index()
+            .create_user(&user, Role::Admin, None, &[], Some(&pw))
+            .await
+            .unwrap();
+        let t = a.index().create_token(&user, "crash", None).await.unwrap();
+        note_secret(&t.secret);
+        a.index().close().await;
+        t.secret
+    });
+    let server = archive.start();
+    let bearer = format!("Bearer {token}");
+    const SEARCHES: usize = 50;
+    for i in 0..SEARCHES {
+        crate::http::get(
+            server.http_port,
+            &format!("/dicom-web/studies?PatientID=CRASH-{i}"),
+            &[("Authorization", bearer.as_str())],
+        )
+        .expect(200, "search");
+    }
+    server.kill9();
+
+    let queries: Vec<String> = search(&archive, &["--event", "110112"])
+        .iter()
+        .map(|r| r["detail"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for i in 0..SEARCHES {
+        let asked = format!("QIDO-RS studies ?PatientID=CRASH-{i}");
+        assert!(
+            queries.contains(&asked),
+            "search {i} was answered but its audit entry is gone after the crash: {queries:?}"
+        );
+    }
+    let (code, out) = verify(&archive, &[]);
+    assert_eq!(code, 0, "the chain verifies after the crash: {out}");
+}
