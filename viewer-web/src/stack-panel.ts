@@ -55,6 +55,8 @@ export interface Cell {
   state: StackState;
   /** Counts the series shown, to drop late answers. */
   generation: number;
+  /** The viewers this viewport showed before, until they are gone (see `StackViewer.retire`). */
+  retiring: Promise<void>;
 }
 
 export interface ShowOptions {
@@ -130,7 +132,7 @@ export function stackPanel(opts: StackPanelOptions): StackPanel {
     });
     const label = h('div', { class: 'cell-label' });
     const box = h('div', { class: 'cell', data: { cell: String(n), state: 'idle' } }, element, label);
-    const cell: Cell = { n, box, element, label, viewer: undefined, study: '', series: '', prior: false, images: undefined, state: { index: 0, count: 0 }, generation: 0 };
+    const cell: Cell = { n, box, element, label, viewer: undefined, study: '', series: '', prior: false, images: undefined, state: { index: 0, count: 0 }, generation: 0, retiring: Promise.resolve() };
     // A click (any button) or focus makes a viewport the active one.
     box.addEventListener('pointerdown', () => panel.setActive(n), { capture: true });
     element.addEventListener('focus', () => panel.setActive(n));
@@ -200,12 +202,18 @@ export function stackPanel(opts: StackPanelOptions): StackPanel {
     return panel.series.filter((s) => !NON_IMAGE_MODALITIES.has(text(s, Tag.Modality)));
   }
 
+  /** Takes the viewport's viewer away at once; it goes when its first image is done. */
+  function retire(cell: Cell): void {
+    const old = cell.viewer;
+    cell.viewer = undefined;
+    // A viewer that fails to go must not keep the viewport from the next one.
+    if (old) cell.retiring = cell.retiring.then(() => old.retire()).catch(() => undefined);
+  }
+
   async function show(n: number, studyUid: string, uid: string, o: ShowOptions = {}): Promise<void> {
     const cell = cells[n];
     const mine = ++cell.generation;
-    cell.viewer?.destroy();
-    const v = new StackViewer(cell.element, cellState(cell), cellError(cell), leftTool);
-    cell.viewer = v;
+    retire(cell);
     cell.study = studyUid;
     cell.series = uid;
     cell.prior = o.prior ?? false;
@@ -231,6 +239,11 @@ export function stackPanel(opts: StackPanelOptions): StackPanel {
         return;
       }
       cell.images = images;
+      // The viewport's element takes a new viewer once the one before has let go of it.
+      await cell.retiring;
+      if (!still()) return;
+      const v = new StackViewer(cell.element, cellState(cell), cellError(cell), leftTool);
+      cell.viewer = v;
       await v.show(images.imageIds, o.initialIndex?.(images) ?? 0);
       if (!still()) return;
       if (cell.box.dataset.state === 'loading') {
@@ -325,10 +338,10 @@ export function stackPanel(opts: StackPanelOptions): StackPanel {
       const images = imageSeries();
       for (const c of cells) {
         c.box.hidden = c.n >= count;
-        if (c.n >= count && c.viewer) {
+        // `series`, not `viewer`: a viewport whose series is still loading has no viewer yet.
+        if (c.n >= count && c.series) {
           c.generation++;
-          c.viewer.destroy();
-          c.viewer = undefined;
+          retire(c);
           c.series = '';
           c.box.dataset.state = 'idle';
           c.state = { index: 0, count: 0 };
@@ -337,7 +350,7 @@ export function stackPanel(opts: StackPanelOptions): StackPanel {
       }
       if (activeN >= count) panel.setActive(0);
       for (const c of cells.slice(0, count)) {
-        if (!fill || c.viewer || images.length === 0 || !study) continue;
+        if (!fill || c.series || images.length === 0 || !study) continue;
         const shownIdx = images.findIndex((s) => text(s, Tag.SeriesInstanceUID) === cells[0].series);
         const pick = images[(Math.max(0, shownIdx) + c.n) % images.length];
         void show(c.n, study, text(pick, Tag.SeriesInstanceUID));
@@ -365,8 +378,7 @@ export function stackPanel(opts: StackPanelOptions): StackPanel {
     destroy(): void {
       for (const c of cells) {
         c.generation++;
-        c.viewer?.destroy();
-        c.viewer = undefined;
+        retire(c);
       }
       thumbnails.release();
     },

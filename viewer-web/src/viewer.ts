@@ -260,10 +260,7 @@ export class StackViewer {
 
   async show(imageIds: string[], initialIndex = 0): Promise<void> {
     await initialise();
-    // The previous stack's first image is let finish before its viewport goes: disabled
-    // under a pending load, Cornerstone still asked the gone viewport for its camera ("No
-    // renderer found for the viewport"), seen when a series was chosen at once.
-    await this.settling?.catch(() => undefined);
+    // One stack per viewer (the panel makes a new viewer for each series, see `retire`).
     this.destroy();
     this.engine = sharedEngine();
     this.engine.enableElement({
@@ -524,6 +521,17 @@ export class StackViewer {
       s.windowCenter = (voi.upper + voi.lower) / 2;
     }
     return s;
+  }
+
+  /**
+   * Destroys this viewer once its first image is drawn (or failed). Cornerstone still asks
+   * a viewport disabled under a pending load for its camera ("No renderer found for the
+   * viewport" in the console): seen when another series was chosen at once, on a loaded
+   * machine.
+   */
+  async retire(): Promise<void> {
+    await this.settling?.catch(() => undefined);
+    this.destroy();
   }
 
   destroy(): void {
