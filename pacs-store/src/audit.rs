@@ -687,7 +687,7 @@ impl Index {
     /// `index::wal_sync` for why and what a power cut in between can lose).
     pub async fn audit_read(&self, event: AuditEvent) -> Result<i64> {
         let id = self.audit.append(self, event).await?;
-        self.sync_soon();
+        self.sync_soon()?;
         Ok(id)
     }
 

@@ -202,10 +202,12 @@ impl Index {
     }
 
     /// Asks for the fsync of what [`Index::execute_alone`] committed, without waiting for it
-    /// (SQLite; nothing to do on PostgreSQL, whose commits are durable on return).
-    pub(crate) fn sync_soon(&self) {
-        if let Some(wal) = &self.wal {
-            wal.request();
+    /// (SQLite; nothing to do on PostgreSQL, whose commits are durable on return). Fails
+    /// once an fsync has failed: what was committed will not become durable.
+    pub(crate) fn sync_soon(&self) -> Result<()> {
+        match &self.wal {
+            Some(wal) => wal.request().map(|_| ()),
+            None => Ok(()),
         }
     }
 

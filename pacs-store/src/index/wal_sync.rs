@@ -13,9 +13,10 @@
 //!
 //! A caller that must not go on before its write is durable (an audited write, an
 //! acknowledgement) waits with [`WalSync::sync`]. Requests made while a sync is running
-//! are served together by the next one. A failed fsync is final: every later wait fails,
-//! as PostgreSQL stops on one, because after a failed fsync Linux may have dropped the
-//! pages it could not write and a later fsync that succeeds proves nothing.
+//! are served together by the next one. A failed fsync is final: every later request
+//! fails, waited for or not (audited reads stop), as PostgreSQL stops on one, because
+//! after a failed fsync Linux may have dropped the pages it could not write and a later
+//! fsync that succeeds proves nothing.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
@@ -68,27 +69,28 @@ impl WalSync {
         Ok(WalSync { shared, done })
     }
 
-    /// Asks for a sync of what is committed now, without waiting for it.
-    pub(crate) fn request(&self) -> u64 {
+    /// Asks for a sync of what is committed now, without waiting for it; fails once a
+    /// sync has failed (a write made now would never be durable).
+    pub(crate) fn request(&self) -> Result<u64> {
+        if let Some(e) = &self.done.borrow().failed {
+            return Err(failed(e));
+        }
         let mut state = lock(&self.shared.state);
         state.requested += 1;
         self.shared.wake.notify_one();
-        state.requested
+        Ok(state.requested)
     }
 
     /// Returns once everything committed before the call is durable.
     pub(crate) async fn sync(&self) -> Result<()> {
-        let ticket = self.request();
+        let ticket = self.request()?;
         let mut done = self.done.clone();
         let synced = done
             .wait_for(|s| s.through >= ticket || s.failed.is_some())
             .await
             .map_err(|_| StoreError::Invalid("the index's WAL sync thread has stopped".into()))?;
         match &synced.failed {
-            Some(e) => Err(StoreError::Invalid(format!(
-                "the index's write-ahead log could not be made durable ({e}); \
-                 check the disk and restart pacs"
-            ))),
+            Some(e) => Err(failed(e)),
             None => Ok(()),
         }
     }
@@ -158,6 +160,13 @@ impl Shared {
     }
 }
 
+fn failed(e: &str) -> StoreError {
+    StoreError::Invalid(format!(
+        "the index's write-ahead log could not be made durable ({e}); \
+         check the disk and restart pacs"
+    ))
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -181,7 +190,7 @@ mod tests {
         }
         assert!(sync.synced_through() >= 21);
         // A request without a wait is served too.
-        let ticket = sync.request();
+        let ticket = sync.request().unwrap();
         let mut done = sync.done.clone();
         done.wait_for(|s| s.through >= ticket).await.unwrap();
     }
@@ -203,5 +212,7 @@ mod tests {
         let e = sync.sync().await.unwrap_err().to_string();
         assert!(e.contains("could not be made durable"), "{e}");
         assert!(sync.sync().await.is_err());
+        // And a write that does not wait is refused too (an audited read fails closed).
+        assert!(sync.request().is_err());
     }
 }
