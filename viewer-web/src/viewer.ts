@@ -250,6 +250,8 @@ export class StackViewer {
   private loaded = new Set<string>();
   /** The first image of the stack being shown, until it is drawn (or failed). */
   private settling: Promise<unknown> | undefined;
+  /** Set by `retire`: nothing more is shown. */
+  private retired = false;
 
   constructor(
     private readonly element: HTMLDivElement,
@@ -260,6 +262,8 @@ export class StackViewer {
 
   async show(imageIds: string[], initialIndex = 0): Promise<void> {
     await initialise();
+    // Retired while the libraries started: the viewport's element is the next viewer's.
+    if (this.retired) return;
     // One stack per viewer (the panel makes a new viewer for each series, see `retire`).
     this.destroy();
     this.engine = sharedEngine();
@@ -530,6 +534,7 @@ export class StackViewer {
    * machine.
    */
   async retire(): Promise<void> {
+    this.retired = true;
     await this.settling?.catch(() => undefined);
     this.destroy();
   }
