@@ -1,15 +1,16 @@
 //! The fsync of SQLite's write-ahead log after commits made without one.
 //!
-//! The audit entry of a read must be committed before the data is released (no audit, no
-//! data), but waiting for its fsync as well made a small read a quarter to a half slower:
-//! an exact patient-name search took 0.83 ms with the fsync and 0.67 ms without, a study
-//! by UID 0.74 and 0.46 ms (5,000-study index, this machine's virtio disk). So the [`direct`](super::direct) connections, which make
-//! those appends, commit with `synchronous=NORMAL`: the commit is in the WAL file, and in
-//! the page cache, when the statement returns — a crash of pacs loses nothing — and this
+//! The audit entry of a read must be committed before the data is released (no audit,
+//! no data), but waiting for its fsync as well made a small read a quarter to 60%
+//! slower: an exact patient-name search took 0.83 ms with the fsync and 0.67 ms
+//! without, a study by UID 0.74 and 0.46 ms (5,000-study index, this machine's virtio
+//! disk). So the [`direct`](super::direct) connections, which make those appends,
+//! commit with `synchronous=NORMAL`: the commit is in the WAL file, and in the page
+//! cache, when the statement returns — a crash of pacs loses nothing — and this
 //! module's thread then makes the WAL durable with `fdatasync`, at once, in the
-//! background. Only a power cut in the fraction of a millisecond between the two can lose
-//! those last entries (never a part of one: SQLite's recovery keeps whole transactions,
-//! and the chain stays a chain without its last links).
+//! background. Only a power cut in the fraction of a millisecond between the two can
+//! lose those last entries (never a part of one: SQLite's recovery keeps whole
+//! transactions, and the chain stays a chain without its last links).
 //!
 //! A caller that must not go on before its write is durable (an audited write, an
 //! acknowledgement) waits with [`WalSync::sync`]. Requests made while a sync is running
