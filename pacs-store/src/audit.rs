@@ -70,6 +70,7 @@ use sqlx::any::AnyRow;
 use tokio::sync::oneshot;
 
 use crate::index::{Backend, Index, now_micros};
+use crate::lock;
 use crate::{Result, StoreError};
 
 // ---------------------------------------------------------------------------------------
@@ -920,10 +921,6 @@ impl AuditBatcher {
             drop(leader);
         }
     }
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn write_batch(index: Index, batch: Vec<Waiting>) {

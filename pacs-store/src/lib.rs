@@ -55,3 +55,10 @@ pub mod users;
 pub mod worklist;
 
 pub use error::{Result, StoreError};
+
+/// Locks `m`, also after a thread panicked while holding it: the data behind this crate's
+/// mutexes (idle connections, queues, counters) stays valid whatever step a panic
+/// interrupted, so one panic does not become one in every later caller.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, AnyConnection, AnyPool};
 
-use crate::Result;
+use crate::{Result, lock};
 
 /// Idle connections kept at most for reads, and for writes; more at once are taken from
 /// the pool and closed after.
@@ -161,10 +161,6 @@ impl Drop for Lease<'_> {
             self.home.put_back(self.kind, conn);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 
-use crate::{Result, StoreError};
+use crate::{Result, StoreError, lock};
 
 /// The sync thread of one SQLite index. Stops (after a last sync) when dropped.
 #[derive(Debug)]
@@ -166,10 +166,6 @@ fn failed(e: &str) -> StoreError {
         "the index's write-ahead log could not be made durable ({e}); \
          check the disk and restart pacs"
     ))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
