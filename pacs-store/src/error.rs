@@ -29,6 +29,10 @@ pub enum StoreError {
     #[error("index database error: {0}")]
     Database(#[from] sqlx::Error),
 
+    /// From a statement run on a direct SQLite connection (`index::direct`).
+    #[error("index database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+
     #[error("index migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
 

@@ -531,7 +531,10 @@ impl Sql {
     }
 
     async fn fetch_one(self, index: &Index) -> Result<AnyRow> {
-        Ok(self.build().fetch_one(index.pool()).await?)
+        index
+            .fetch_optional_alone(self.build())
+            .await?
+            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
     }
 }
 
@@ -943,9 +946,10 @@ impl PatientsHint {
         if read_at != 0 && now.saturating_sub(read_at) < Self::MAX_AGE.as_micros() as i64 {
             return Ok(self.value.load(Relaxed));
         }
-        let patients: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM patients")
-            .fetch_one(index.pool())
+        let patients: i64 = index
+            .fetch_optional_alone(sqlx::query("SELECT COALESCE(MAX(id), 0) FROM patients"))
             .await?
+            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))?
             .try_get(0)?;
         self.value.store(patients, Relaxed);
         self.read_at.store(now, Relaxed);
@@ -1253,7 +1257,7 @@ impl Index {
         sop_instance_uid: Option<&str>,
     ) -> Result<Vec<Retrievable>> {
         let (kind, subject) = scope.binds();
-        let rows = sqlx::query(concat!(
+        let statement = sqlx::query(concat!(
             "SELECT s.study_instance_uid, se.series_instance_uid, i.sop_instance_uid, \
              i.sop_class_uid, i.transfer_syntax_uid, i.object_key, i.size_bytes, \
              i.dataset_offset, i.number_of_frames, p.patient_id, p.issuer_of_patient_id \
@@ -1269,9 +1273,8 @@ impl Index {
         .bind(series_instance_uid)
         .bind(sop_instance_uid)
         .bind(kind)
-        .bind(subject)
-        .fetch_all(self.pool())
-        .await?;
+        .bind(subject);
+        let rows = self.fetch_all_alone(statement).await?;
         rows.iter()
             .map(|r| {
                 Ok(Retrievable {

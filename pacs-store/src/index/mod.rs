@@ -47,7 +47,7 @@ pub enum Backend {
 pub struct Index {
     pool: AnyPool,
     backend: Backend,
-    /// SQLite: connections for the single statements of every request ([`direct`]).
+    /// SQLite on a file: connections for the single statements of every request ([`direct`]).
     direct: Option<Arc<direct::DirectConnections>>,
     /// SQLite on a file: the WAL's fsync after the direct connections' commits ([`wal_sync`]).
     pub(crate) wal: Option<Arc<wal_sync::WalSync>>,
@@ -131,11 +131,15 @@ impl Index {
                 .await?;
         }
         let writer = writer::spawn(pool.clone());
-        let direct = (backend == Backend::Sqlite)
-            .then(|| Arc::new(direct::DirectConnections::new(pool.clone())));
+        let file = match backend {
+            Backend::Sqlite => sqlite_file(&pool).await?,
+            Backend::Postgres => None,
+        };
+        let direct = file
+            .as_deref()
+            .map(|db| Arc::new(direct::DirectConnections::new(db)));
         let wal = match backend {
-            Backend::Sqlite => sqlite_file(&pool)
-                .await?
+            Backend::Sqlite => file
                 .map(|db| {
                     wal_sync::WalSync::start(db).map_err(|e| {
                         StoreError::Config(format!("cannot start the WAL sync thread: {e}"))
@@ -259,7 +263,7 @@ impl Index {
             tracing::error!(error = %e, "closing the index");
         }
         if let Some(direct) = &self.direct {
-            direct.close().await;
+            direct.close();
         }
         self.pool.close().await;
     }

@@ -463,7 +463,7 @@ impl Archive {
         sop_instance_uid: Option<&str>,
     ) -> Result<Vec<Row>> {
         let (kind, subject) = scope.binds();
-        let rows = sqlx::query(concat!(
+        let statement = sqlx::query(concat!(
             "SELECT s.study_instance_uid, se.series_instance_uid, i.sop_instance_uid, \
              i.sop_class_uid, i.transfer_syntax_uid, i.object_key, i.size_bytes, \
              i.dataset_offset, i.number_of_frames, p.patient_id, p.issuer_of_patient_id, \
@@ -481,9 +481,8 @@ impl Archive {
         .bind(series_instance_uid)
         .bind(sop_instance_uid)
         .bind(kind)
-        .bind(subject)
-        .fetch_all(self.index().pool())
-        .await?;
+        .bind(subject);
+        let rows = self.index().fetch_all_alone(statement).await?;
         rows.iter()
             .map(|r| {
                 let item = Retrievable {
