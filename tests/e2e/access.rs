@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pacs_store::users::{Password, Role, Username};
+use pacs_store::users::Role;
 
 use crate::http::*;
 use crate::per_backend;
@@ -135,24 +135,15 @@ const USERS: &[User] = &[
 
 /// Creates the users and a bearer token for each (in this process, like `pacs user …`).
 fn create_users(archive: &TestArchive) -> Vec<String> {
-    runtime().block_on(async {
-        let a = archive.open().await;
-        note_secret(PASSWORD);
-        let password = Password::parse(PASSWORD).unwrap();
-        let mut tokens = Vec::new();
-        for u in USERS {
-            let name = Username::parse(u.name).unwrap();
-            let pw = (u.role != Role::Service).then_some(&password);
-            a.index()
-                .create_user(&name, u.role, u.clinic, &[], pw)
-                .await
-                .unwrap();
-            let t = a.index().create_token(&name, "matrix", None).await.unwrap();
-            tokens.push(format!("Bearer {}", t.secret));
-        }
-        a.index().close().await;
-        tokens
-    })
+    let users: Vec<NewUser> = USERS
+        .iter()
+        .map(|u| (u.name, u.role, u.clinic, &[][..]))
+        .collect();
+    archive
+        .users_with_tokens(&users, Some(PASSWORD), "matrix")
+        .iter()
+        .map(|t| format!("Bearer {t}"))
+        .collect()
 }
 
 fn listed(r: &Resp) -> BTreeSet<String> {

@@ -423,23 +423,16 @@ fn deleted_tail_needs_the_anchor() {
 /// and the chain verifies.
 #[test]
 fn every_answered_read_is_in_the_trail_after_kill_9() {
-    use pacs_store::users::{Password, Role, Username};
+    use pacs_store::users::Role;
 
     let archive = TestArchive::new(Backend::SqliteFiles);
-    let token = runtime().block_on(async {
-        let a = archive.open().await;
-        let user = Username::parse("crash-auditor").unwrap();
-        let pw = Password::parse("crash auditor passphrase 1234").unwrap();
-        note_secret("crash auditor passphrase 1234");
-        a.index()
-            .create_user(&user, Role::Admin, None, &[], Some(&pw))
-            .await
-            .unwrap();
-        let t = a.index().create_token(&user, "crash", None).await.unwrap();
-        note_secret(&t.secret);
-        a.index().close().await;
-        t.secret
-    });
+    let token = archive
+        .users_with_tokens(
+            &[("crash-auditor", Role::Admin, None, &[])],
+            Some("crash auditor passphrase 1234"),
+            "crash",
+        )
+        .remove(0);
     let server = archive.start();
     let bearer = format!("Bearer {token}");
     const SEARCHES: usize = 50;

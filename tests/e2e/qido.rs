@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use pacs_store::users::{Password, Role, Username};
+use pacs_store::users::Role;
 use serde_json::{Value, json};
 
 use crate::http::*;
@@ -122,27 +122,15 @@ fn qido(backend: Backend) {
     let all = expected(&files);
     let in_b = expected(&b_files);
 
-    let (admin, nurse_b) = runtime().block_on(async {
-        let a = archive.open().await;
-        let pw = Password::parse("qido test passphrase 1234").unwrap();
-        note_secret("qido test passphrase 1234");
-        let mut tokens = Vec::new();
-        for (name, role, clinic) in [
-            ("boss", Role::Admin, None),
-            ("nurse-b", Role::Clinician, Some("Clinic B")),
-        ] {
-            let u = Username::parse(name).unwrap();
-            a.index()
-                .create_user(&u, role, clinic, &[], Some(&pw))
-                .await
-                .unwrap();
-            let t = a.index().create_token(&u, "qido", None).await.unwrap();
-            note_secret(&t.secret);
-            tokens.push(t.secret);
-        }
-        a.index().close().await;
-        (tokens[0].clone(), tokens[1].clone())
-    });
+    let tokens = archive.users_with_tokens(
+        &[
+            ("boss", Role::Admin, None, &[]),
+            ("nurse-b", Role::Clinician, Some("Clinic B"), &[]),
+        ],
+        Some("qido test passphrase 1234"),
+        "qido",
+    );
+    let (admin, nurse_b) = (tokens[0].clone(), tokens[1].clone());
     let server = archive.start();
     let port = server.http_port;
 

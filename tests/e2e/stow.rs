@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use pacs_store::users::{Password, Role, Username};
+use pacs_store::users::Role;
 use serde_json::Value;
 
 use crate::http::*;
@@ -45,28 +45,19 @@ fn stow(backend: Backend) {
     let archive = TestArchive::new(backend).with_env("PACS_MAX_OBJECT_SIZE", "40000");
     archive.add_clinic("Clinic A", "CLINIC_A_AE", None);
     archive.add_clinic("Clinic B", "CLINIC_B_AE", None);
-    note_secret(PW);
-    let tokens = runtime().block_on(async {
-        let a = archive.open().await;
-        let pw = Password::parse(PW).unwrap();
-        let mut tokens = Vec::new();
-        for (name, role, clinic) in [
-            ("doc-a", Role::TownshipDoctor, Some("Clinic A")),
-            ("nurse-a", Role::Clinician, Some("Clinic A")),
-            ("nurse-b", Role::Clinician, Some("Clinic B")),
-        ] {
-            let u = Username::parse(name).unwrap();
-            a.index()
-                .create_user(&u, role, clinic, &[], Some(&pw))
-                .await
-                .unwrap();
-            let t = a.index().create_token(&u, "stow", None).await.unwrap();
-            note_secret(&t.secret);
-            tokens.push(format!("Bearer {}", t.secret));
-        }
-        a.index().close().await;
-        tokens
-    });
+    let tokens: Vec<String> = archive
+        .users_with_tokens(
+            &[
+                ("doc-a", Role::TownshipDoctor, Some("Clinic A"), &[]),
+                ("nurse-a", Role::Clinician, Some("Clinic A"), &[]),
+                ("nurse-b", Role::Clinician, Some("Clinic B"), &[]),
+            ],
+            Some(PW),
+            "stow",
+        )
+        .iter()
+        .map(|t| format!("Bearer {t}"))
+        .collect();
     let server = archive.start();
     let port = server.http_port;
     let (doc, nurse_a, nurse_b) = (&tokens[0], &tokens[1], &tokens[2]);

@@ -13,6 +13,14 @@ use pacs_store::header::{FileMeta, IndexedAttributes};
 use pacs_store::objects::ObjectKey;
 use pacs_store::objects::s3::S3Config;
 
+/// A user for [`TestArchive::users_with_tokens`]: name, role, clinic, subspecialties.
+pub type NewUser<'a> = (
+    &'a str,
+    pacs_store::users::Role,
+    Option<&'a str>,
+    &'a [&'a str],
+);
+
 /// Index and object backends a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -444,6 +452,42 @@ impl TestArchive {
         .open()
         .await
         .expect("open the archive")
+    }
+
+    /// Makes `users` — (name, role, clinic, subspecialties) — in this archive, each with
+    /// an API token labelled `label`, and returns the tokens' secrets in the same order.
+    /// Every user but a service account (which has no password) gets `password` when one
+    /// is given. The secrets are noted for the log check (`note_secret`).
+    pub fn users_with_tokens(
+        &self,
+        users: &[NewUser<'_>],
+        password: Option<&str>,
+        label: &str,
+    ) -> Vec<String> {
+        use pacs_store::users::{Password, Role, Username};
+        runtime().block_on(async {
+            let a = self.open().await;
+            let password = password.map(|pw| {
+                note_secret(pw);
+                Password::parse(pw).expect("a valid test password")
+            });
+            let mut secrets = Vec::new();
+            for &(name, role, clinic, subspecialties) in users {
+                let name = Username::parse(name).unwrap();
+                let subspecialties: Vec<String> =
+                    subspecialties.iter().map(|s| s.to_string()).collect();
+                let pw = password.as_ref().filter(|_| role != Role::Service);
+                a.index()
+                    .create_user(&name, role, clinic, &subspecialties, pw)
+                    .await
+                    .unwrap();
+                let t = a.index().create_token(&name, label, None).await.unwrap();
+                note_secret(&t.secret);
+                secrets.push(t.secret);
+            }
+            a.index().close().await;
+            secrets
+        })
     }
 
     /// The stored data set bytes and the indexed patient of an instance, if archived.

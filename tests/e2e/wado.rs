@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pacs_store::users::{Role, Username};
+use pacs_store::users::Role;
 use serde_json::Value;
 
 use crate::http::*;
@@ -70,27 +70,14 @@ fn wado(backend: Backend) {
         args.extend(paths.iter().map(String::as_str));
         archive.pacs_ok(&args);
     }
-    let tokens = runtime().block_on(async {
-        let a = archive.open().await;
-        let mut tokens = Vec::new();
-        note_secret("wado test passphrase 4321");
-        let pw = pacs_store::users::Password::parse("wado test passphrase 4321").unwrap();
-        for (name, role, clinic) in [
-            ("boss", Role::Admin, None),
-            ("svc-b", Role::Service, Some("Clinic B")),
-        ] {
-            let u = Username::parse(name).unwrap();
-            a.index()
-                .create_user(&u, role, clinic, &[], (role == Role::Admin).then_some(&pw))
-                .await
-                .unwrap();
-            let t = a.index().create_token(&u, "wado", None).await.unwrap();
-            note_secret(&t.secret);
-            tokens.push(t.secret);
-        }
-        a.index().close().await;
-        tokens
-    });
+    let tokens = archive.users_with_tokens(
+        &[
+            ("boss", Role::Admin, None, &[]),
+            ("svc-b", Role::Service, Some("Clinic B"), &[]),
+        ],
+        Some("wado test passphrase 4321"),
+        "wado",
+    );
     let server = archive.start();
     let port = server.http_port;
     let bearer = format!("Bearer {}", tokens[0]);
@@ -394,22 +381,18 @@ fn rendered_frames_and_thumbnails() {
         "Clinic A",
         &dir.display().to_string(),
     ]);
-    let tokens = runtime().block_on(async {
-        let a = archive.open().await;
-        let mut tokens = Vec::new();
-        for (name, clinic) in [("svc-a", "Clinic A"), ("svc-b", "Clinic B")] {
-            let u = Username::parse(name).unwrap();
-            a.index()
-                .create_user(&u, Role::Service, Some(clinic), &[], None)
-                .await
-                .unwrap();
-            let t = a.index().create_token(&u, "render", None).await.unwrap();
-            note_secret(&t.secret);
-            tokens.push(format!("Bearer {}", t.secret));
-        }
-        a.index().close().await;
-        tokens
-    });
+    let tokens: Vec<String> = archive
+        .users_with_tokens(
+            &[
+                ("svc-a", Role::Service, Some("Clinic A"), &[]),
+                ("svc-b", Role::Service, Some("Clinic B"), &[]),
+            ],
+            None,
+            "render",
+        )
+        .iter()
+        .map(|t| format!("Bearer {t}"))
+        .collect();
     let server = archive.start();
     let port = server.http_port;
     let a = [("Authorization", tokens[0].as_str())];
@@ -512,18 +495,14 @@ fn compressed_frames_decoded_on_request() {
         "Clinic A",
         &dir.display().to_string(),
     ]);
-    let token = runtime().block_on(async {
-        let a = archive.open().await;
-        let u = Username::parse("svc-a").unwrap();
-        a.index()
-            .create_user(&u, Role::Service, Some("Clinic A"), &[], None)
-            .await
-            .unwrap();
-        let t = a.index().create_token(&u, "frames", None).await.unwrap();
-        note_secret(&t.secret);
-        a.index().close().await;
-        format!("Bearer {}", t.secret)
-    });
+    let token = format!(
+        "Bearer {}",
+        archive.users_with_tokens(
+            &[("svc-a", Role::Service, Some("Clinic A"), &[])],
+            None,
+            "frames"
+        )[0]
+    );
     let server = archive.start();
     let work = tempfile::tempdir().unwrap();
     for (name, tool) in [

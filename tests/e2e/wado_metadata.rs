@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pacs_store::objects::ObjectKey;
-use pacs_store::users::{Role, Username};
+use pacs_store::users::Role;
 use serde_json::Value;
 
 use crate::http::*;
@@ -127,27 +127,14 @@ fn wado_metadata(backend: Backend) {
         args.extend(paths.iter().map(String::as_str));
         archive.pacs_ok(&args);
     }
-    let tokens = runtime().block_on(async {
-        let a = archive.open().await;
-        let mut tokens = Vec::new();
-        note_secret("metadata test passphrase 8765");
-        let pw = pacs_store::users::Password::parse("metadata test passphrase 8765").unwrap();
-        for (name, role, clinic) in [
-            ("boss", Role::Admin, None),
-            ("svc-b", Role::Service, Some("Clinic B")),
-        ] {
-            let u = Username::parse(name).unwrap();
-            a.index()
-                .create_user(&u, role, clinic, &[], (role == Role::Admin).then_some(&pw))
-                .await
-                .unwrap();
-            let t = a.index().create_token(&u, "metadata", None).await.unwrap();
-            note_secret(&t.secret);
-            tokens.push(t.secret);
-        }
-        a.index().close().await;
-        tokens
-    });
+    let tokens = archive.users_with_tokens(
+        &[
+            ("boss", Role::Admin, None, &[]),
+            ("svc-b", Role::Service, Some("Clinic B"), &[]),
+        ],
+        Some("metadata test passphrase 8765"),
+        "metadata",
+    );
     let server = archive.start();
     let port = server.http_port;
     let bearer = format!("Bearer {}", tokens[0]);

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use pacs_store::users::{Password, Role, Username};
+use pacs_store::users::Role;
 
 use crate::http::{Resp, get, request};
 use crate::per_backend;
@@ -23,28 +23,11 @@ const USERS: &[(&str, Role, Option<&str>, &[&str])] = &[
 ];
 
 pub(crate) fn create_users(archive: &TestArchive) -> Vec<String> {
-    runtime().block_on(async {
-        let a = archive.open().await;
-        note_secret(PASSWORD);
-        let password = Password::parse(PASSWORD).unwrap();
-        let mut tokens = Vec::new();
-        for (name, role, clinic, subs) in USERS {
-            let name = Username::parse(name).unwrap();
-            let subs: Vec<String> = subs.iter().map(|s| s.to_string()).collect();
-            a.index()
-                .create_user(&name, *role, *clinic, &subs, Some(&password))
-                .await
-                .unwrap();
-            let t = a
-                .index()
-                .create_token(&name, "worklist", None)
-                .await
-                .unwrap();
-            tokens.push(format!("Bearer {}", t.secret));
-        }
-        a.index().close().await;
-        tokens
-    })
+    archive
+        .users_with_tokens(USERS, Some(PASSWORD), "worklist")
+        .iter()
+        .map(|t| format!("Bearer {t}"))
+        .collect()
 }
 
 pub(crate) fn worklist_of(port: u16, token: &str, query: &str) -> Vec<serde_json::Value> {

@@ -27,6 +27,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use sqlx::any::{AnyArguments, AnyRow, AnyTypeInfo, AnyTypeInfoKind, AnyValue};
@@ -40,6 +41,8 @@ use crate::{Result, StoreError, lock};
 /// closed after.
 const MAX_IDLE_READERS: usize = 4;
 const MAX_IDLE_WRITERS: usize = 1;
+/// A statement that takes longer is logged (sqlx's default threshold for the pool's).
+const SLOW_STATEMENT: Duration = Duration::from_secs(1);
 /// Prepared statements each connection keeps (the searches' SQL varies with their keys).
 const STATEMENT_CACHE: usize = 64;
 
@@ -105,36 +108,50 @@ impl DirectConnections {
         Ok(conn)
     }
 
-    /// Runs `f` on an idle connection (or a new one) in place; the connection goes back
-    /// to the idle list if `f` succeeded, and is closed if it failed.
-    fn with<T>(
+    /// Prepares `q` (from the connection's statement cache) on an idle connection, or a
+    /// new one, binds its values and runs `f` on it, in place; the connection goes back to
+    /// the idle list if that succeeded, and is closed if it failed. A statement slower than
+    /// [`SLOW_STATEMENT`] is logged (its SQL, never its values), as sqlx logs the pool's.
+    fn run<T>(
         &self,
         kind: Kind,
-        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+        q: Statement<'_>,
+        f: impl FnOnce(&mut rusqlite::Statement<'_>) -> rusqlite::Result<T>,
     ) -> Result<T> {
-        in_place(|| {
+        let (sql, values) = take_apart(q)?;
+        let started = Instant::now();
+        let out = in_place(|| {
             let idle = lock(self.idle(kind).0).pop();
             let conn = match idle {
                 Some(conn) => conn,
                 None => self.open()?,
             };
-            let out = f(&conn)?;
+            let out = {
+                let mut st = conn.prepare_cached(sql.as_str())?;
+                bind(&mut st, &values)?;
+                f(&mut st)?
+            };
             let (idle, max) = self.idle(kind);
             let mut idle = lock(idle);
             if idle.len() < max {
                 idle.push(conn);
             }
             Ok::<T, rusqlite::Error>(out)
-        })
-        .map_err(StoreError::from)
+        });
+        let elapsed = started.elapsed();
+        if elapsed >= SLOW_STATEMENT {
+            tracing::warn!(
+                statement = summary(sql.as_str()),
+                elapsed_ms = elapsed.as_millis() as u64,
+                "slow statement on a direct SQLite connection"
+            );
+        }
+        Ok(out?)
     }
 
     pub(crate) async fn fetch_all(&self, q: Statement<'_>) -> Result<Vec<AnyRow>> {
-        let (sql, values) = take_apart(q)?;
-        self.with(Kind::Read, |conn| {
-            let mut st = conn.prepare_cached(sql.as_str())?;
-            bind(&mut st, &values)?;
-            let columns = columns(&st);
+        self.run(Kind::Read, q, |st| {
+            let columns = columns(st);
             let mut rows = st.raw_query();
             let mut out = Vec::new();
             while let Some(row) = rows.next()? {
@@ -145,11 +162,8 @@ impl DirectConnections {
     }
 
     pub(crate) async fn fetch_optional(&self, q: Statement<'_>) -> Result<Option<AnyRow>> {
-        let (sql, values) = take_apart(q)?;
-        self.with(Kind::Read, |conn| {
-            let mut st = conn.prepare_cached(sql.as_str())?;
-            bind(&mut st, &values)?;
-            let columns = columns(&st);
+        self.run(Kind::Read, q, |st| {
+            let columns = columns(st);
             let mut rows = st.raw_query();
             match rows.next()? {
                 Some(row) => Ok(Some(any_row(&columns, row)?)),
@@ -160,13 +174,16 @@ impl DirectConnections {
 
     /// A write; rows affected.
     pub(crate) async fn execute(&self, q: Statement<'_>) -> Result<u64> {
-        let (sql, values) = take_apart(q)?;
-        self.with(Kind::Write, |conn| {
-            let mut st = conn.prepare_cached(sql.as_str())?;
-            bind(&mut st, &values)?;
-            st.raw_execute()?;
-            Ok(conn.changes())
-        })
+        self.run(Kind::Write, q, |st| Ok(st.raw_execute()? as u64))
+    }
+}
+
+/// The start of a statement's SQL, on one line, for a log line.
+fn summary(sql: &str) -> String {
+    let line = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(120) {
+        Some((at, _)) => format!("{}…", &line[..at]),
+        None => line,
     }
 }
 
