@@ -169,8 +169,8 @@ impl Index {
         &self.pool
     }
 
-    /// All rows of one statement run alone (no transaction): on a [`direct`] connection
-    /// with SQLite, from the pool with PostgreSQL.
+    /// All rows of one statement run alone (no transaction): in place on a [`direct`]
+    /// connection with SQLite on a file, from the pool otherwise (PostgreSQL).
     pub(crate) async fn fetch_all_alone(
         &self,
         q: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
