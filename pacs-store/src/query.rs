@@ -531,10 +531,7 @@ impl Sql {
     }
 
     async fn fetch_one(self, index: &Index) -> Result<AnyRow> {
-        index
-            .fetch_optional_alone(self.build())
-            .await?
-            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+        index.fetch_one_alone(self.build()).await
     }
 }
 
@@ -947,9 +944,8 @@ impl PatientsHint {
             return Ok(self.value.load(Relaxed));
         }
         let patients: i64 = index
-            .fetch_optional_alone(sqlx::query("SELECT COALESCE(MAX(id), 0) FROM patients"))
+            .fetch_one_alone(sqlx::query("SELECT COALESCE(MAX(id), 0) FROM patients"))
             .await?
-            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))?
             .try_get(0)?;
         self.value.store(patients, Relaxed);
         self.read_at.store(now, Relaxed);

@@ -192,6 +192,17 @@ impl Index {
         }
     }
 
+    /// The one row of a statement run alone that always returns one (see
+    /// [`Index::fetch_all_alone`]): a count, a maximum.
+    pub(crate) async fn fetch_one_alone(
+        &self,
+        q: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> Result<sqlx::any::AnyRow> {
+        self.fetch_optional_alone(q)
+            .await?
+            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+    }
+
     /// One statement run alone (see [`Index::fetch_all_alone`]); the rows it affected. On
     /// SQLite a write made here is committed but not yet durable (`synchronous=NORMAL`, see
     /// [`wal_sync`]): follow it with [`Index::sync`] or [`Index::sync_soon`].
